@@ -1,0 +1,53 @@
+# The verbs people and CI use. `make run` and `make test` work on a fresh
+# machine: they install the wasm target and build what they need.
+
+CARGO       ?= cargo
+# The pinned ruff parser crates (=0.16.5, what RustPython 0.6 needs) declare
+# rust-version 1.96 but build on 1.95.
+CARGO_FLAGS := --ignore-rust-version --locked
+GUEST_WASM  := target/guest/strictpy-guest.wasm
+STRICTPY    := target/release/strictpy
+export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
+
+.PHONY: all toolchain guest build run test lint fmt fuzz clean
+
+all: build
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# The guest builds for wasm32-wasip1 in its own workspace (guest/.cargo/config.toml).
+guest: toolchain
+	cd guest && $(CARGO) build --release $(CARGO_FLAGS)
+	@mkdir -p target/guest
+	cp guest/target/wasm32-wasip1/release/strictpy-guest.wasm $(GUEST_WASM)
+
+# One release build serves `make run`, the tests and the benches.
+build: guest
+	$(CARGO) build --release $(CARGO_FLAGS)
+
+run: build
+	$(STRICTPY) run examples/hello.py
+
+test: build
+	$(CARGO) test --release --workspace $(CARGO_FLAGS)
+
+lint: toolchain
+	$(CARGO) fmt --all --check
+	cd guest && $(CARGO) fmt --check
+	$(CARGO) clippy --release --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
+	cd guest && $(CARGO) clippy --release $(CARGO_FLAGS) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+	cd guest && $(CARGO) fmt
+
+# A short fuzzing smoke run of the analyzer (not part of `make test`).
+fuzz:
+	bash fuzz/smoke.sh
+
+clean:
+	$(CARGO) clean
+	cd guest && $(CARGO) clean

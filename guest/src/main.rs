@@ -1,0 +1,302 @@
+//! The strictpy guest: RustPython embedded in a WASI command that runs one job.
+//!
+//! The host (crates/sandbox) instantiates this module once per job. The job's
+//! input arrives through the `strictpy.input_*` host imports, the program's own
+//! output goes to WASI fds 1 and 2, and the verdict goes back through
+//! `strictpy.verdict`, a channel user code has no way to reach. `README.md` in
+//! this folder is the contract with the host.
+
+mod policy;
+mod report;
+
+use std::cell::{Cell, RefCell};
+
+use rustpython_vm::{
+    AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine,
+    builtins::{PyBaseExceptionRef, PyDict, PyStr},
+    compiler::Mode,
+    function::{FuncArgs, KwArgs},
+};
+use serde::Deserialize;
+
+use crate::report::Report;
+
+/// The imports the host provides under the module name `strictpy`.
+mod host {
+    #[link(wasm_import_module = "strictpy")]
+    unsafe extern "C" {
+        /// The length in bytes of this job's input document.
+        pub fn input_len() -> u32;
+        /// Copies the input document to `ptr`, which must have room for
+        /// `input_len()` bytes.
+        pub fn input_read(ptr: *mut u8, len: u32);
+        /// Hands the verdict document (JSON) to the host.
+        pub fn verdict(ptr: *const u8, len: u32);
+    }
+}
+
+/// One job, as the host sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    /// The Python source to run.
+    code: String,
+    /// A JSON object whose keys become globals, as JSON text.
+    #[serde(default)]
+    context: Option<Box<serde_json::value::RawValue>>,
+    /// The effective import allowlist (top-level module names).
+    allow: Vec<String>,
+    /// How many traceback entries to keep at most.
+    #[serde(default = "default_traceback_limit")]
+    traceback_limit: usize,
+}
+
+fn default_traceback_limit() -> usize {
+    50
+}
+
+/// The file name user code runs under; it shows in tracebacks.
+const MAIN_FILENAME: &str = "<main>";
+
+thread_local! {
+    /// The interpreter, built once: either in `strictpy_init` (which a
+    /// snapshotting host calls ahead of time) or lazily by the first job.
+    static INTERPRETER: RefCell<Option<Interpreter>> = const { RefCell::new(None) };
+    /// Set while the runner itself (not user code) imports, so the run-time
+    /// policy lets it through.
+    static TRUSTED_IMPORT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Builds the interpreter and imports the modules every job needs. Exported
+/// separately from `_start` so a host can snapshot the guest after it.
+#[unsafe(export_name = "strictpy_init")]
+pub extern "C" fn strictpy_init() {
+    INTERPRETER.with(|cell| {
+        if cell.borrow().is_some() {
+            return;
+        }
+        let interp = build_interpreter();
+        interp.enter(|vm| {
+            if let Err(exc) = policy::install_import_guard(vm) {
+                vm.print_exception(&exc);
+            }
+            // `json` carries context in and the result out. Pre-import it here
+            // so the cost lands in initialisation, not in every job.
+            let _ = trusted(|| vm.import("json", 0));
+            if let Err(exc) = add_utc_timezone(vm) {
+                vm.print_exception(&exc);
+            }
+        });
+        *cell.borrow_mut() = Some(interp);
+    });
+}
+
+fn build_interpreter() -> Interpreter {
+    let mut settings = Settings::default();
+    // Write-through stdio: output up to a trap (timeout, fuel) must reach the
+    // host, so nothing may sit in a Python-side buffer.
+    settings.buffered_stdio = false;
+    settings.import_site = false;
+    settings.user_site_directory = false;
+    settings.isolated = true;
+    settings.safe_path = true;
+    settings.argv = vec!["main".to_owned()];
+    let builder = Interpreter::builder(settings);
+    let defs: Vec<_> = rustpython_stdlib::stdlib_module_defs(&builder.ctx)
+        .into_iter()
+        .filter(|def| !policy::EXCLUDED_NATIVE_MODULES.contains(&def.name.as_str()))
+        .collect();
+    builder
+        .add_native_modules(&defs)
+        .add_frozen_modules(rustpython_pylib::FROZEN_STDLIB)
+        .build()
+}
+
+/// WASI has no time zones, and RustPython's `time` module on WASI lacks the
+/// zone attributes, which breaks `datetime.strptime` (via `_strptime`). The
+/// sandbox's clock is UTC, so say so the way CPython does under `TZ=UTC`.
+fn add_utc_timezone(vm: &VirtualMachine) -> PyResult<()> {
+    let time = trusted(|| vm.import("time", 0))?;
+    if time.get_attr("tzname", vm).is_ok() {
+        return Ok(());
+    }
+    let utc: PyObjectRef = vm.ctx.new_str("UTC").into();
+    let tzname = vm.ctx.new_tuple(vec![utc.clone(), utc]);
+    time.set_attr("tzname", tzname, vm)?;
+    for name in ["timezone", "altzone", "daylight"] {
+        time.set_attr(name, vm.ctx.new_int(0), vm)?;
+    }
+    Ok(())
+}
+
+/// Runs `f` with the run-time import policy suspended, for imports the runner
+/// makes on its own behalf.
+fn trusted<T>(f: impl FnOnce() -> T) -> T {
+    let before = TRUSTED_IMPORT.with(|t| t.replace(true));
+    let out = f();
+    TRUSTED_IMPORT.with(|t| t.set(before));
+    out
+}
+
+fn read_input() -> Result<Input, String> {
+    // SAFETY: `input_len` takes no arguments and only returns a number.
+    let len = unsafe { host::input_len() };
+    let mut buf = vec![0u8; len as usize];
+    // SAFETY: `buf` is a live, writable allocation of exactly `len` bytes, and
+    // the host writes at most `len` bytes into it.
+    unsafe { host::input_read(buf.as_mut_ptr(), len) };
+    serde_json::from_slice(&buf).map_err(|e| format!("bad job input: {e}"))
+}
+
+fn send_verdict(report: &Report) {
+    let bytes = serde_json::to_vec(report).unwrap_or_else(|_| {
+        br#"{"status":"internal","message":"could not encode the verdict"}"#.to_vec()
+    });
+    // SAFETY: `bytes` is a live allocation of `bytes.len()` bytes that the host
+    // only reads during this call.
+    unsafe { host::verdict(bytes.as_ptr(), bytes.len() as u32) };
+}
+
+fn main() {
+    let report = match read_input() {
+        Ok(input) => {
+            strictpy_init();
+            policy::set_allowlist(&input.allow);
+            INTERPRETER.with(|cell| match cell.borrow().as_ref() {
+                Some(interp) => interp.enter(|vm| {
+                    let report = run_job(vm, &input);
+                    flush_stdio(vm);
+                    report
+                }),
+                None => Report::Internal {
+                    message: "interpreter missing after initialisation".to_owned(),
+                },
+            })
+        }
+        Err(message) => Report::Internal { message },
+    };
+    send_verdict(&report);
+    // Returning from main skips `Interpreter::finalize`: the instance is
+    // thrown away after this job, so tearing the VM down would only burn fuel.
+}
+
+fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
+    let scope = vm.new_scope_with_builtins();
+    let globals = scope.globals.clone();
+    if let Err(exc) = globals.set_item("__name__", vm.ctx.new_str("__main__").into(), vm) {
+        return report::from_exception(vm, &exc, input.traceback_limit, "");
+    }
+    if let Some(context) = &input.context
+        && let Err(report) = load_context(vm, &globals, context.get())
+    {
+        return report;
+    }
+    let code = match vm.compile(&input.code, Mode::Exec, MAIN_FILENAME.to_owned()) {
+        Ok(code) => code,
+        Err(err) => {
+            let exc = err.into_pyexception(vm, Some(&input.code));
+            return report::from_exception(vm, &exc, input.traceback_limit, &input.code);
+        }
+    };
+    match vm.run_code_obj(code, scope) {
+        Ok(_) => collect_result(vm, &globals),
+        Err(exc) => match report::from_exception(vm, &exc, input.traceback_limit, &input.code) {
+            // `SystemExit(0)` is a success, and the result still counts.
+            Report::Ok { .. } => collect_result(vm, &globals),
+            other => other,
+        },
+    }
+}
+
+/// Binds each key of the context object as a global.
+fn load_context(
+    vm: &VirtualMachine,
+    globals: &rustpython_vm::builtins::PyDictRef,
+    text: &str,
+) -> Result<(), Report> {
+    // A bad context is the caller's mistake; report it as the ValueError that
+    // Python code building the same globals would raise.
+    let bad = |message: String| Report::Exception {
+        exception_type: "ValueError".to_owned(),
+        message,
+        traceback: None,
+        memory_error: false,
+    };
+    let value = trusted(|| -> PyResult<PyObjectRef> {
+        let json = vm.import("json", 0)?;
+        let loads = json.get_attr("loads", vm)?;
+        loads.call((vm.ctx.new_str(text),), vm)
+    })
+    .map_err(|exc| bad(format!("context is not valid JSON: {}", exc_str(vm, &exc))))?;
+    let Some(dict) = value.downcast_ref::<PyDict>() else {
+        return Err(bad("context must be a JSON object".to_owned()));
+    };
+    for (key, value) in dict {
+        let Some(name) = key.downcast_ref::<PyStr>() else {
+            return Err(bad("context keys must be strings".to_owned()));
+        };
+        let name_str = name.as_wtf8().to_string();
+        if !policy::is_identifier(vm, name) {
+            return Err(bad(format!(
+                "context key {name_str:?} is not a Python identifier"
+            )));
+        }
+        globals
+            .set_item(name, value, vm)
+            .map_err(|exc| bad(exc_str(vm, &exc)))?;
+    }
+    Ok(())
+}
+
+/// Serialises the global `result`, if the program left one.
+fn collect_result(vm: &VirtualMachine, globals: &rustpython_vm::builtins::PyDictRef) -> Report {
+    let value = match globals.get_item_opt("result", vm) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Report::Ok { result: None },
+        Err(exc) => return report::from_exception(vm, &exc, 0, ""),
+    };
+    let dumped = trusted(|| -> PyResult<PyObjectRef> {
+        let json = vm.import("json", 0)?;
+        let dumps = json.get_attr("dumps", vm)?;
+        let no_nan: PyObjectRef = vm.ctx.new_bool(false).into();
+        let kwargs: KwArgs = [("allow_nan", no_nan)].into_iter().collect();
+        dumps.call(FuncArgs::new(vec![value], kwargs), vm)
+    });
+    match dumped {
+        Ok(text) => match text.downcast_ref::<PyStr>() {
+            Some(s) => Report::Ok {
+                result: Some(s.as_wtf8().to_string()),
+            },
+            None => Report::Internal {
+                message: "json.dumps returned a non-string".to_owned(),
+            },
+        },
+        Err(exc) => Report::Exception {
+            exception_type: "TypeError".to_owned(),
+            message: format!(
+                "result is not JSON-serialisable: {}",
+                exc_str(vm, &exc)
+            ),
+            traceback: None,
+            memory_error: false,
+        },
+    }
+}
+
+/// `str(exc)`, or a placeholder when even that fails.
+fn exc_str(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    exc.as_object()
+        .str(vm)
+        .map(|s| s.as_wtf8().to_string())
+        .unwrap_or_else(|_| "<unprintable exception>".to_owned())
+}
+
+/// Flushes `sys.stdout` and `sys.stderr`. They are write-through already; this
+/// covers a program that replaced them with buffered wrappers.
+fn flush_stdio(vm: &VirtualMachine) {
+    for name in ["stdout", "stderr"] {
+        if let Ok(stream) = vm.sys_module.as_object().get_attr(name, vm) {
+            let _ = vm.call_method(&stream, "flush", ());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The `strictpy` binary: exit codes, human and JSON output.
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+fn strictpy(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
+        .args(args)
+        .env("STRICTPY_GUEST", crate::guest_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strictpy");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn json_outcome(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "exactly one JSON object: {text}");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+#[test]
+fn run_succeeds_with_exit_0_and_a_verdict_line() {
+    let out = strictpy(&["run", "-"], "print('hi')");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("strictpy: succeeded"), "{err}");
+    assert!(err.contains("fuel"), "{err}");
+}
+
+#[test]
+fn run_json_prints_one_outcome() {
+    let out = strictpy(&["run", "--json", "--context", r#"{"x": 20}"#, "-"], "result = x + 1");
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_outcome(&out);
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["result"], 21);
+    assert!(v["usage"]["fuel_consumed"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn failures_exit_1() {
+    let out = strictpy(&["run", "--json", "--timeout-ms", "200", "-"], "while True: pass");
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_outcome(&out);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"]["kind"], "timeout");
+    assert_eq!(v["error"]["limit"], 200);
+}
+
+#[test]
+fn rejections_exit_2_with_all_violations() {
+    let out = strictpy(&["run", "--json", "-"], "import os\nimport subprocess\neval('1')");
+    assert_eq!(out.status.code(), Some(2));
+    let v = json_outcome(&out);
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(v["error"]["kind"], "forbidden_import");
+    assert_eq!(v["error"]["violations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["usage"]["fuel_consumed"], 0);
+}
+
+#[test]
+fn allow_adds_a_module_within_policy() {
+    let code = "import random\nprint(type(random.random()).__name__)";
+    assert_eq!(strictpy(&["run", "-"], code).status.code(), Some(2));
+    let out = strictpy(&["run", "--allow", "random", "-"], code);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "float\n");
+    // `os` is outside what a call may add.
+    assert_eq!(strictpy(&["run", "--allow", "os", "-"], "print(1)").status.code(), Some(64));
+}
+
+#[test]
+fn check_exits_0_or_2() {
+    let ok = strictpy(&["check", "-"], "import json\nprint(json.dumps(1))");
+    assert_eq!(ok.status.code(), Some(0));
+    let bad = strictpy(&["check", "--json", "-"], "import socket");
+    assert_eq!(bad.status.code(), Some(2));
+    let v = json_outcome(&bad);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["violations"][0]["rule"], "forbidden_import");
+    assert_eq!(v["violations"][0]["line"], 1);
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    assert_eq!(strictpy(&["run"], "").status.code(), Some(64));
+    assert_eq!(strictpy(&["run", "--fuel", "lots", "-"], "").status.code(), Some(64));
+    assert_eq!(strictpy(&["run", "--context", "[1]", "-"], "").status.code(), Some(64));
+    assert_eq!(strictpy(&["run", "--memory-mb", "999999", "-"], "").status.code(), Some(64));
+    assert_eq!(strictpy(&["run", "/nonexistent/file.py"], "").status.code(), Some(64));
+}
+
+#[test]
+fn policy_file_changes_the_allowlist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.toml");
+    std::fs::write(
+        &path,
+        "[policy]\nallowed_modules = [\"math\"]\nforbidden_builtins = [\"print\"]\n",
+    )
+    .expect("write policy");
+    let p = path.to_str().expect("utf-8 path");
+    let out = strictpy(&["check", "--json", "--policy", p, "-"], "import json\nprint(1)");
+    assert_eq!(out.status.code(), Some(2));
+    let v = json_outcome(&out);
+    let rules: Vec<_> = v["violations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(rules, ["forbidden_import", "forbidden_builtin"]);
+}
