@@ -43,6 +43,9 @@ enum Command {
     Check(CheckArgs),
     /// Run the HTTP job service.
     Serve(crate::serve::ServeArgs),
+    /// Measure job latency, throughput, fuel, memory and the CPU micro-suite
+    /// against CPython, and print a table.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options shared by `run` and `check`.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
         Command::Serve(args) => crate::serve::serve(args),
+        Command::Bench(args) => crate::bench::bench(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -139,7 +143,9 @@ pub fn main() -> ExitCode {
 fn read_source(file: &str) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if file == "-" {
-        std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
     } else {
         buf = std::fs::read(file).with_context(|| format!("reading {file}"))?;
     }
@@ -199,7 +205,11 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         print_violations(&violations);
         eprintln!("strictpy: rejected ({} violations)", violations.len());
     }
-    Ok(if violations.is_empty() { EXIT_OK } else { EXIT_REJECTED })
+    Ok(if violations.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_REJECTED
+    })
 }
 
 /// Finds the guest module: the flag, `$STRICTPY_GUEST`, then the places the

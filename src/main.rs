@@ -1,6 +1,7 @@
 //! The `strictpy` command: `run` and `check` one Python file the way the
 //! service runs every job.
 
+mod bench;
 mod cli;
 mod serve;
 

@@ -55,6 +55,20 @@ fn default_traceback_limit() -> usize {
     50
 }
 
+/// Modules imported during initialisation: the default allowlist, plus
+/// `random`, which `statistics` pulls in anyway.
+const PRELOAD: &[&str] = &[
+    "json",
+    "datetime",
+    "time",
+    "re",
+    "math",
+    "statistics",
+    "collections",
+    "itertools",
+    "random",
+];
+
 /// The file name user code runs under; it shows in tracebacks.
 const MAIN_FILENAME: &str = "<main>";
 
@@ -80,10 +94,27 @@ pub extern "C" fn strictpy_init() {
             if let Err(exc) = policy::install_import_guard(vm) {
                 vm.print_exception(&exc);
             }
-            // `json` carries context in and the result out. Pre-import it here
-            // so the cost lands in initialisation, not in every job.
-            let _ = trusted(|| vm.import("json", 0));
+            // `json` carries context in and the result out, and the default
+            // allowlist is what most jobs import. Import them here so the cost
+            // lands in initialisation (and in a snapshot), not in every job.
+            // Being loaded does not make a module importable: the guard
+            // checks every user import against the job's allowlist.
+            for module in PRELOAD {
+                let _ = trusted(|| vm.import(*module, 0));
+            }
             if let Err(exc) = add_utc_timezone(vm) {
+                vm.print_exception(&exc);
+            }
+            // Collect the garbage initialisation left, then move every
+            // surviving object out of the collector's view: otherwise the first
+            // collection in each job would walk the whole initialised heap.
+            let frozen = trusted(|| -> PyResult<()> {
+                let gc = vm.import("gc", 0)?;
+                vm.call_method(&gc, "collect", ())?;
+                vm.call_method(&gc, "freeze", ())?;
+                Ok(())
+            });
+            if let Err(exc) = frozen {
                 vm.print_exception(&exc);
             }
         });
@@ -109,6 +140,15 @@ fn build_interpreter() -> Interpreter {
     builder
         .add_native_modules(&defs)
         .add_frozen_modules(rustpython_pylib::FROZEN_STDLIB)
+        .init_hook(|vm| {
+            // Some unwanted modules are built into the VM crate itself rather
+            // than the stdlib crate; unregister them before the VM starts.
+            if let Some(state) = rustpython_vm::common::rc::PyRc::get_mut(&mut vm.state) {
+                for name in policy::EXCLUDED_NATIVE_MODULES {
+                    state.module_defs.remove(name);
+                }
+            }
+        })
         .build()
 }
 
@@ -126,6 +166,31 @@ fn add_utc_timezone(vm: &VirtualMachine) -> PyResult<()> {
     for name in ["timezone", "altzone", "daylight"] {
         time.set_attr(name, vm.ctx.new_int(0), vm)?;
     }
+    Ok(())
+}
+
+/// Re-seeds Rust's thread-local generator from WASI entropy. A snapshot
+/// freezes its state, and RustPython seeds every new `random.Random()` from
+/// it, so without this every job would draw the same numbers.
+fn reseed_thread_rng() {
+    let _ = rand::rng().reseed();
+}
+
+/// Re-seeds the `random` module's shared generator from WASI entropy, if the
+/// module is loaded (its state, too, is frozen in a snapshot). With a job
+/// seed the host makes WASI entropy deterministic, so this stays reproducible.
+fn reseed_random_module(vm: &VirtualMachine) -> PyResult<()> {
+    let modules = vm.sys_module.as_object().get_attr("modules", vm)?;
+    let Ok(random) = modules.get_item("random", vm) else {
+        return Ok(());
+    };
+    let os = trusted(|| vm.import("os", 0))?;
+    let entropy = vm.call_method(&os, "urandom", (32,))?;
+    // Seed with an int, not bytes: `random.seed(bytes)` hashes with `_sha2`,
+    // which RustPython lacks, and falls back to importing all of `hashlib`.
+    let int_type: PyObjectRef = vm.ctx.types.int_type.to_owned().into();
+    let seed = vm.call_method(&int_type, "from_bytes", (entropy, "little"))?;
+    vm.call_method(&random, "seed", (seed,))?;
     Ok(())
 }
 
@@ -162,8 +227,12 @@ fn main() {
         Ok(input) => {
             strictpy_init();
             policy::set_allowlist(&input.allow);
+            reseed_thread_rng();
             INTERPRETER.with(|cell| match cell.borrow().as_ref() {
                 Some(interp) => interp.enter(|vm| {
+                    if let Err(exc) = reseed_random_module(vm) {
+                        return report::from_exception(vm, &exc, 0, "");
+                    }
                     let report = run_job(vm, &input);
                     flush_stdio(vm);
                     report
@@ -191,10 +260,13 @@ fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
     {
         return report;
     }
-    let code = match vm.compile(&input.code, Mode::Exec, MAIN_FILENAME.to_owned()) {
+    // Python accepts a UTF-8 BOM at the start of a file; RustPython's compiler
+    // does not, so drop it here.
+    let source = input.code.strip_prefix('\u{feff}').unwrap_or(&input.code);
+    let code = match vm.compile(source, Mode::Exec, MAIN_FILENAME.to_owned()) {
         Ok(code) => code,
         Err(err) => {
-            let exc = err.into_pyexception(vm, Some(&input.code));
+            let exc = err.into_pyexception(vm, Some(source));
             return report::from_exception(vm, &exc, input.traceback_limit, &input.code);
         }
     };
@@ -273,10 +345,7 @@ fn collect_result(vm: &VirtualMachine, globals: &rustpython_vm::builtins::PyDict
         },
         Err(exc) => Report::Exception {
             exception_type: "TypeError".to_owned(),
-            message: format!(
-                "result is not JSON-serialisable: {}",
-                exc_str(vm, &exc)
-            ),
+            message: format!("result is not JSON-serialisable: {}", exc_str(vm, &exc)),
             traceback: None,
             memory_error: false,
         },

@@ -14,8 +14,8 @@ use rustpython_vm::{
 };
 
 /// Native modules left out of the interpreter: they have no business in a
-/// sandbox (sockets, process control, memory mapping, signal and fd tricks),
-/// and WASI would refuse most of what they do anyway.
+/// sandbox (sockets, process control, memory mapping, foreign functions,
+/// signal and fd tricks), and WASI would refuse most of what they do anyway.
 pub const EXCLUDED_NATIVE_MODULES: &[&str] = &[
     "_socket",
     "select",
@@ -32,6 +32,7 @@ pub const EXCLUDED_NATIVE_MODULES: &[&str] = &[
     "grp",
     "_ssl",
     "_asyncio",
+    "_ctypes",
 ];
 
 /// Private helper modules that allowed modules import lazily from native code
@@ -69,9 +70,7 @@ pub fn install_import_guard(vm: &VirtualMachine) -> PyResult<()> {
 }
 
 fn arg<'a>(args: &'a FuncArgs, index: usize, name: &str) -> Option<&'a PyObjectRef> {
-    args.args
-        .get(index)
-        .or_else(|| args.kwargs.get(name))
+    args.args.get(index).or_else(|| args.kwargs.get(name))
 }
 
 fn check_import(vm: &VirtualMachine, args: &FuncArgs) -> PyResult<()> {

@@ -43,7 +43,10 @@ fn run_succeeds_with_exit_0_and_a_verdict_line() {
 
 #[test]
 fn run_json_prints_one_outcome() {
-    let out = strictpy(&["run", "--json", "--context", r#"{"x": 20}"#, "-"], "result = x + 1");
+    let out = strictpy(
+        &["run", "--json", "--context", r#"{"x": 20}"#, "-"],
+        "result = x + 1",
+    );
     assert_eq!(out.status.code(), Some(0));
     let v = json_outcome(&out);
     assert_eq!(v["status"], "succeeded");
@@ -53,7 +56,10 @@ fn run_json_prints_one_outcome() {
 
 #[test]
 fn failures_exit_1() {
-    let out = strictpy(&["run", "--json", "--timeout-ms", "200", "-"], "while True: pass");
+    let out = strictpy(
+        &["run", "--json", "--timeout-ms", "200", "-"],
+        "while True: pass",
+    );
     assert_eq!(out.status.code(), Some(1));
     let v = json_outcome(&out);
     assert_eq!(v["status"], "failed");
@@ -63,7 +69,10 @@ fn failures_exit_1() {
 
 #[test]
 fn rejections_exit_2_with_all_violations() {
-    let out = strictpy(&["run", "--json", "-"], "import os\nimport subprocess\neval('1')");
+    let out = strictpy(
+        &["run", "--json", "-"],
+        "import os\nimport subprocess\neval('1')",
+    );
     assert_eq!(out.status.code(), Some(2));
     let v = json_outcome(&out);
     assert_eq!(v["status"], "rejected");
@@ -77,10 +86,20 @@ fn allow_adds_a_module_within_policy() {
     let code = "import random\nprint(type(random.random()).__name__)";
     assert_eq!(strictpy(&["run", "-"], code).status.code(), Some(2));
     let out = strictpy(&["run", "--allow", "random", "-"], code);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "float\n");
     // `os` is outside what a call may add.
-    assert_eq!(strictpy(&["run", "--allow", "os", "-"], "print(1)").status.code(), Some(64));
+    assert_eq!(
+        strictpy(&["run", "--allow", "os", "-"], "print(1)")
+            .status
+            .code(),
+        Some(64)
+    );
 }
 
 #[test]
@@ -98,10 +117,26 @@ fn check_exits_0_or_2() {
 #[test]
 fn bad_usage_exits_64() {
     assert_eq!(strictpy(&["run"], "").status.code(), Some(64));
-    assert_eq!(strictpy(&["run", "--fuel", "lots", "-"], "").status.code(), Some(64));
-    assert_eq!(strictpy(&["run", "--context", "[1]", "-"], "").status.code(), Some(64));
-    assert_eq!(strictpy(&["run", "--memory-mb", "999999", "-"], "").status.code(), Some(64));
-    assert_eq!(strictpy(&["run", "/nonexistent/file.py"], "").status.code(), Some(64));
+    assert_eq!(
+        strictpy(&["run", "--fuel", "lots", "-"], "").status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        strictpy(&["run", "--context", "[1]", "-"], "")
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(
+        strictpy(&["run", "--memory-mb", "999999", "-"], "")
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(
+        strictpy(&["run", "/nonexistent/file.py"], "").status.code(),
+        Some(64)
+    );
 }
 
 #[test]
@@ -114,7 +149,10 @@ fn policy_file_changes_the_allowlist() {
     )
     .expect("write policy");
     let p = path.to_str().expect("utf-8 path");
-    let out = strictpy(&["check", "--json", "--policy", p, "-"], "import json\nprint(1)");
+    let out = strictpy(
+        &["check", "--json", "--policy", p, "-"],
+        "import json\nprint(1)",
+    );
     assert_eq!(out.status.code(), Some(2));
     let v = json_outcome(&out);
     let rules: Vec<_> = v["violations"]
@@ -124,4 +162,51 @@ fn policy_file_changes_the_allowlist() {
         .map(|x| x["rule"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(rules, ["forbidden_import", "forbidden_builtin"]);
+}
+
+#[test]
+fn an_operator_allowed_exec_still_meets_the_run_time_policy() {
+    // The operator lifts the builtin deny list, so `exec` passes the static
+    // check; the guest still refuses the import inside it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, "[policy]\nforbidden_builtins = []\n").expect("write policy");
+    let p = path.to_str().expect("utf-8 path");
+    let out = strictpy(&["run", "--json", "--policy", p, "-"], "exec('import os')");
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_outcome(&out);
+    assert_eq!(v["error"]["kind"], "exception");
+    assert_eq!(v["error"]["exception_type"], "ImportError");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("strictpy policy"),
+        "{v}"
+    );
+}
+
+#[test]
+fn stdin_file_and_seed_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "41\n").expect("write input");
+    let i = input.to_str().expect("utf-8 path");
+    let code = "import random\nresult = [int(input()) + 1, random.random()]";
+    let a = strictpy(
+        &[
+            "run", "--json", "--allow", "random", "--seed", "9", "--stdin", i, "-",
+        ],
+        code,
+    );
+    let b = strictpy(
+        &[
+            "run", "--json", "--allow", "random", "--seed", "9", "--stdin", i, "-",
+        ],
+        code,
+    );
+    let (a, b) = (json_outcome(&a), json_outcome(&b));
+    assert_eq!(a["result"][0], 42);
+    assert_eq!(a["result"], b["result"]);
+    assert_eq!(a["usage"]["fuel_consumed"], b["usage"]["fuel_consumed"]);
 }

@@ -10,7 +10,11 @@ fn import_error(code: &str) -> String {
     let out = run(code);
     let err = out.error.unwrap_or_else(|| panic!("{code:?} must fail"));
     assert_eq!(err.kind, Verdict::Exception, "{code:?}: {err:?}");
-    assert_eq!(err.exception_type.as_deref(), Some("ImportError"), "{code:?}: {err:?}");
+    assert_eq!(
+        err.exception_type.as_deref(),
+        Some("ImportError"),
+        "{code:?}: {err:?}"
+    );
     err.message
 }
 
@@ -46,7 +50,11 @@ fn an_already_loaded_module_is_still_refused() {
     j.allowlist.remove("re");
     let out = sandbox().run(&j);
     let err = out.error.expect("must fail");
-    assert_eq!(err.exception_type.as_deref(), Some("ImportError"), "{err:?}");
+    assert_eq!(
+        err.exception_type.as_deref(),
+        Some("ImportError"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -61,7 +69,9 @@ fn allowed_modules_import_their_own_dependencies() {
 
 #[test]
 fn submodules_of_allowed_modules_and_future_are_fine() {
-    let out = run("from __future__ import annotations\nimport collections.abc\nfrom json import decoder\nprint(collections.abc.Mapping.__name__)");
+    let out = run(
+        "from __future__ import annotations\nimport collections.abc\nfrom json import decoder\nprint(collections.abc.Mapping.__name__)",
+    );
     assert_eq!(out.stdout, "Mapping\n", "{:?}", out.error);
 }
 
@@ -77,7 +87,10 @@ fn the_file_system_is_empty() {
         assert_eq!(err.kind, Verdict::Exception, "{code:?}: {err:?}");
         let ty = err.exception_type.unwrap_or_default();
         assert!(
-            matches!(ty.as_str(), "FileNotFoundError" | "PermissionError" | "OSError"),
+            matches!(
+                ty.as_str(),
+                "FileNotFoundError" | "PermissionError" | "OSError"
+            ),
             "{code:?}: {ty}"
         );
     }
@@ -86,10 +99,37 @@ fn the_file_system_is_empty() {
 #[test]
 fn the_environment_is_empty() {
     // `os` reached through an allowed module's internals: still nothing there.
-    let out = run("import statistics\nos = statistics.random._os\nprint(dict(os.environ), os.listdir('/') if hasattr(os, 'listdir') else None)");
+    let out = run(
+        "import statistics\nos = statistics.random._os\nprint(dict(os.environ), os.listdir('/') if hasattr(os, 'listdir') else None)",
+    );
     // Either the walk fails or it shows an empty world; it never shows ours.
     if out.error.is_none() {
         assert!(out.stdout.starts_with("{}"), "{}", out.stdout);
         assert!(!out.stdout.contains("etc"), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn native_modules_with_no_business_here_are_not_built_in() {
+    // Even with the policy allowing them, they do not exist in the guest.
+    for module in [
+        "_ctypes",
+        "_socket",
+        "select",
+        "mmap",
+        "_posixsubprocess",
+        "faulthandler",
+    ] {
+        let mut j = job(&format!("import {module}"));
+        j.allowlist.insert(module.to_owned());
+        let out = sandbox().run(&j);
+        let err = out
+            .error
+            .unwrap_or_else(|| panic!("import {module} must fail"));
+        assert_eq!(
+            err.exception_type.as_deref(),
+            Some("ModuleNotFoundError"),
+            "{module}: {err:?}"
+        );
     }
 }

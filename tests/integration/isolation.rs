@@ -12,7 +12,10 @@ fn context_in_result_out() {
     j.context = Some(json!({"a": 1, "b": [2, 3], "c": {"d": "x"}, "e": null}));
     let out = sandbox().run(&j);
     assert_eq!(out.status, Status::Succeeded, "{:?}", out.error);
-    assert_eq!(out.result, Some(json!({"total": 6, "name": "X", "none": null})));
+    assert_eq!(
+        out.result,
+        Some(json!({"total": 6, "name": "X", "none": null}))
+    );
 }
 
 #[test]
@@ -28,12 +31,20 @@ fn non_identifier_context_keys_are_errors() {
 
 #[test]
 fn unserialisable_result_is_a_type_error() {
-    for code in ["result = {1, 2}", "result = object()", "result = float('nan')"] {
+    for code in [
+        "result = {1, 2}",
+        "result = object()",
+        "result = float('nan')",
+    ] {
         let out = run(code);
         let err = out.error.unwrap_or_else(|| panic!("{code} must fail"));
         assert_eq!(err.kind, Verdict::Exception, "{code}");
         assert_eq!(err.exception_type.as_deref(), Some("TypeError"), "{code}");
-        assert!(err.message.contains("not JSON-serialisable"), "{code}: {}", err.message);
+        assert!(
+            err.message.contains("not JSON-serialisable"),
+            "{code}: {}",
+            err.message
+        );
     }
 }
 
@@ -64,7 +75,9 @@ fn randomness_differs_between_runs() {
 
 #[test]
 fn a_seed_makes_the_run_reproducible_fuel_included() {
-    let runs: Vec<_> = (0..3).map(|_| sandbox().run(&random_job(Some(42)))).collect();
+    let runs: Vec<_> = (0..3)
+        .map(|_| sandbox().run(&random_job(Some(42))))
+        .collect();
     assert_eq!(runs[0].status, Status::Succeeded, "{:?}", runs[0].error);
     for r in &runs[1..] {
         assert_eq!(r.stdout, runs[0].stdout);
@@ -84,5 +97,10 @@ fn module_and_builtin_state_does_not_carry_over() {
     let b = run(
         "import json, math\nresult = [hasattr(json, 'leaked'), math.pi == 3, hasattr(__builtins__, 'leaked')]",
     );
-    assert_eq!(b.result, Some(json!([false, false, false])), "{:?}", b.error);
+    assert_eq!(
+        b.result,
+        Some(json!([false, false, false])),
+        "{:?}",
+        b.error
+    );
 }

@@ -1,10 +1,12 @@
 //! Integration tests: one binary, a module per area. They drive the real guest
 //! in the real sandbox, and the real `strictpy` binary.
 
+mod bench;
 mod cli;
 mod escapes;
 mod isolation;
 mod modules;
+mod snapshot;
 mod server;
 mod verdicts;
 

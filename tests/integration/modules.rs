@@ -11,7 +11,13 @@ const CPYTHON_OUTPUT: &str = include_str!("../fixtures/allowed_modules.expected"
 #[test]
 fn all_eight_allowed_modules_match_cpython() {
     let out = run(PROGRAM);
-    assert_eq!(out.status, Status::Succeeded, "{:?}\n{}", out.error, out.stderr);
+    assert_eq!(
+        out.status,
+        Status::Succeeded,
+        "{:?}\n{}",
+        out.error,
+        out.stderr
+    );
     assert_eq!(out.stdout, CPYTHON_OUTPUT);
 }
 
@@ -19,7 +25,10 @@ fn all_eight_allowed_modules_match_cpython() {
 fn the_recorded_output_is_cpython_311s() {
     // Re-derive the fixture where CPython 3.11 is installed, so the expected
     // text cannot drift from what CPython really prints.
-    let Ok(version) = std::process::Command::new("python3").arg("--version").output() else {
+    let Ok(version) = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+    else {
         eprintln!("python3 not found; relying on the recorded output");
         return;
     };

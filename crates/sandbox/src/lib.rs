@@ -11,6 +11,7 @@
 
 mod cache;
 mod output;
+mod snapshot;
 mod verdict;
 
 use std::{
@@ -63,6 +64,22 @@ pub enum SandboxError {
     /// The guest's imports could not be satisfied.
     #[error("cannot link the guest: {0}")]
     Link(String),
+    /// Pre-initialising the guest failed.
+    #[error("cannot snapshot the guest: {0}")]
+    Snapshot(String),
+}
+
+/// Sizes the pooling instance allocator: every slot (memory, tables, instance,
+/// async stack) is reserved up front, so instantiation only maps what a job
+/// touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// How many jobs may run at once. One more is refused (as `internal`,
+    /// "sandbox busy") rather than queued: callers size their worker pools to
+    /// this.
+    pub max_instances: u32,
+    /// The largest memory any job may ask for, in MiB: the size of each slot.
+    pub max_memory_mb: u64,
 }
 
 /// How to build a [`Sandbox`]. Deliberately narrow: the knobs a caller needs,
@@ -78,6 +95,12 @@ pub struct SandboxConfig {
     /// Size of the wasm call stack, in bytes. RustPython recurses natively for
     /// every Python call, so this bounds Python recursion depth too.
     pub max_wasm_stack: usize,
+    /// Run the guest's initialisation once and start every job from that
+    /// snapshot (on by default). Off only to measure what it saves.
+    pub snapshot: bool,
+    /// Use the pooling instance allocator with these sizes; `None` uses the
+    /// on-demand allocator.
+    pub pool: Option<PoolConfig>,
 }
 
 impl SandboxConfig {
@@ -90,6 +113,8 @@ impl SandboxConfig {
             cache_dir,
             fuel_metering: true,
             max_wasm_stack: 4 << 20,
+            snapshot: true,
+            pool: None,
         }
     }
 }
@@ -170,6 +195,56 @@ struct JobState {
     deadline: Instant,
     /// The job's cancel flag.
     cancel: Arc<AtomicBool>,
+}
+
+/// The job's standard streams.
+#[derive(Default)]
+struct JobIo {
+    /// Bytes for stdin.
+    stdin: Vec<u8>,
+    /// The capped stdout sink.
+    stdout: CappedOutput,
+    /// The capped stderr sink.
+    stderr: CappedOutput,
+}
+
+impl JobState {
+    /// A store state with an empty WASI world: no preopened directories, an
+    /// empty environment, argv `["main"]`, and in-memory stdio.
+    fn new(
+        io: JobIo,
+        seed: Option<u64>,
+        memory_cap: usize,
+        cancel: Arc<AtomicBool>,
+        deadline: Instant,
+    ) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(io.stdin))
+            .stdout(io.stdout)
+            .stderr(io.stderr)
+            .args(&["main"]);
+        if let Some(seed) = seed {
+            // Every byte of randomness the guest sees (`random`, `os.urandom`,
+            // Rust's ThreadRng) comes from these generators, so a seed makes
+            // the whole run reproducible.
+            use rand::SeedableRng;
+            wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed))
+                .insecure_random_seed(u128::from(seed));
+        }
+        Self {
+            wasi: wasi.build_p1(),
+            limiter: MemoryLimiter {
+                cap: memory_cap,
+                peak: 0,
+                denied: false,
+            },
+            input: Vec::new(),
+            verdict: None,
+            deadline,
+            cancel,
+        }
+    }
 }
 
 /// Caps linear memory and remembers the largest size granted.
@@ -266,6 +341,8 @@ pub struct Sandbox {
     pre: InstancePre<JobState>,
     /// Whether fuel is metered.
     fuel_metering: bool,
+    /// Whether the module is a pre-initialised snapshot (no init call needed).
+    snapshot: bool,
     /// How the module was obtained.
     loaded_from: LoadedFrom,
     /// Keeps the epoch advancing while the sandbox lives.
@@ -285,10 +362,6 @@ impl Sandbox {
     /// Builds the engine, loads (or compiles and caches) the guest, and links
     /// WASI and the strictpy imports.
     pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
-        let wasm = std::fs::read(&config.guest).map_err(|source| SandboxError::ReadGuest {
-            path: config.guest.clone(),
-            source,
-        })?;
         let mut cfg = Config::new();
         cfg.consume_fuel(config.fuel_metering)
             .epoch_interruption(true)
@@ -297,21 +370,68 @@ impl Sandbox {
             // wasm limit for them.
             .async_stack_size(config.max_wasm_stack + (2 << 20))
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(pool) = config.pool {
+            let mut p = wasmtime::PoolingAllocationConfig::new();
+            let slot =
+                usize::try_from(pool.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+            p.total_core_instances(pool.max_instances)
+                .total_memories(pool.max_instances)
+                .total_tables(pool.max_instances)
+                .total_stacks(pool.max_instances)
+                .max_memory_size(slot)
+                // RustPython's function table holds a few thousand entries.
+                .table_elements(64 * 1024);
+            cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
+        }
         let engine = Engine::new(&cfg).map_err(|e| SandboxError::Engine(e.to_string()))?;
-        let (module, loaded_from) = cache::load(&engine, &wasm, config.cache_dir.as_deref())?;
 
         let mut linker: Linker<JobState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut JobState| &mut s.wasi)
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         link_strictpy(&mut linker).map_err(|e| SandboxError::Link(e.to_string()))?;
+
+        let (module, loaded_from) = if config.snapshot {
+            cache::load(
+                &engine,
+                &config.guest,
+                config.cache_dir.as_deref(),
+                "snapshot-v1",
+                |wasm| {
+                    // The snapshot's randomness (and so its hash secret) is
+                    // derived from the guest itself: the same guest gives the
+                    // same snapshot, and the same fuel counts, everywhere.
+                    let digest = blake3::hash(wasm);
+                    let mut seed = [0u8; 8];
+                    seed.copy_from_slice(&digest.as_bytes()[..8]);
+                    let state = JobState::new(
+                        JobIo::default(),
+                        Some(u64::from_le_bytes(seed)),
+                        usize::MAX,
+                        Arc::new(AtomicBool::new(false)),
+                        Instant::now(),
+                    );
+                    snapshot::wizen(&engine, &linker, wasm, state, config.fuel_metering)
+                },
+            )?
+        } else {
+            cache::load(
+                &engine,
+                &config.guest,
+                config.cache_dir.as_deref(),
+                "plain",
+                |w| Ok(w.to_vec()),
+            )?
+        };
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| SandboxError::Link(e.to_string()))?;
-        let ticker = Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let ticker =
+            Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
         Ok(Self {
             engine,
             pre,
             fuel_metering: config.fuel_metering,
+            snapshot: config.snapshot,
             loaded_from,
             _ticker: ticker,
         })
@@ -350,45 +470,46 @@ impl Sandbox {
     pub async fn run_async(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases) {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(job.limits.timeout_ms);
-        let stdout = CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
-        let stderr = CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
+        let stdout =
+            CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
+        let stderr =
+            CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
         let input = match verdict::encode_input(job) {
             Ok(input) => input,
-            Err(msg) => return (verdict::internal(&msg, Default::default()), Phases::default()),
+            Err(msg) => {
+                return (
+                    verdict::internal(&msg, Default::default()),
+                    Phases::default(),
+                );
+            }
         };
 
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(MemoryInputPipe::new(job.stdin.clone()))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .args(&["main"]);
-        if let Some(seed) = job.seed {
-            // Every byte of randomness the guest sees (hash secret, `random`,
-            // `os.urandom`) comes from these generators, so a seed makes the
-            // whole run reproducible.
-            use rand::SeedableRng;
-            wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
-                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed))
-                .insecure_random_seed(u128::from(seed));
-        }
-        let memory_cap = usize::try_from(job.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        let state = JobState {
-            wasi: wasi.build_p1(),
-            limiter: MemoryLimiter {
-                cap: memory_cap,
-                peak: 0,
-                denied: false,
+        let memory_cap =
+            usize::try_from(job.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let mut state = JobState::new(
+            JobIo {
+                stdin: job.stdin.clone(),
+                stdout: stdout.clone(),
+                stderr: stderr.clone(),
             },
-            input,
-            verdict: None,
+            job.seed,
+            memory_cap,
+            cancel.flag.clone(),
             deadline,
-            cancel: cancel.flag.clone(),
-        };
+        );
+        state.input = input;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let fuel = if self.fuel_metering { job.limits.fuel } else { 0 };
+        let fuel = if self.fuel_metering {
+            job.limits.fuel
+        } else {
+            0
+        };
         if self.fuel_metering && store.set_fuel(fuel).is_err() {
-            return (verdict::internal("cannot set fuel", Default::default()), Phases::default());
+            return (
+                verdict::internal("cannot set fuel", Default::default()),
+                Phases::default(),
+            );
         }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
@@ -408,11 +529,13 @@ impl Sandbox {
             let instance = self.pre.instantiate_async(&mut store).await?;
             phases.instantiate = t.elapsed();
 
-            let t = Instant::now();
-            let init = instance.get_typed_func::<(), ()>(&mut store, "strictpy_init")?;
-            init.call_async(&mut store, ()).await?;
-            phases.init = t.elapsed();
-            phases.init_fuel = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+            if !self.snapshot {
+                let t = Instant::now();
+                let init = instance.get_typed_func::<(), ()>(&mut store, snapshot::INIT_EXPORT)?;
+                init.call_async(&mut store, ()).await?;
+                phases.init = t.elapsed();
+                phases.init_fuel = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+            }
 
             let t = Instant::now();
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -428,7 +551,11 @@ impl Sandbox {
             },
             () = wait_cancelled(cancel) => Some(verdict::Stop::Cancelled),
         };
-        let fuel_left = if self.fuel_metering { store.get_fuel().unwrap_or(0) } else { 0 };
+        let fuel_left = if self.fuel_metering {
+            store.get_fuel().unwrap_or(0)
+        } else {
+            0
+        };
         let consumed = fuel.saturating_sub(fuel_left);
         if self.fuel_metering {
             phases.run_fuel = consumed.saturating_sub(phases.init_fuel);
@@ -472,9 +599,13 @@ async fn wait_cancelled(cancel: &CancelHandle) {
 /// channel. User code cannot reach these: Python has no way to call a wasm
 /// import, and the guest calls `verdict` only after the program is done.
 fn link_strictpy(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
-    linker.func_wrap("strictpy", "input_len", |caller: Caller<'_, JobState>| -> u32 {
-        u32::try_from(caller.data().input.len()).unwrap_or(u32::MAX)
-    })?;
+    linker.func_wrap(
+        "strictpy",
+        "input_len",
+        |caller: Caller<'_, JobState>| -> u32 {
+            u32::try_from(caller.data().input.len()).unwrap_or(u32::MAX)
+        },
+    )?;
     linker.func_wrap(
         "strictpy",
         "input_read",

@@ -35,6 +35,13 @@ pub struct CappedOutput {
     cap: usize,
 }
 
+impl Default for CappedOutput {
+    /// A sink that keeps nothing (for runs whose output nobody reads).
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
 impl CappedOutput {
     /// A sink that keeps at most `cap` bytes.
     pub fn new(cap: usize) -> Self {

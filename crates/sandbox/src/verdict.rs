@@ -121,14 +121,20 @@ pub fn decide(end: Ending) -> Outcome {
         limit_error(
             Verdict::MemoryLimit,
             limits.memory_mb,
-            format!("the program exceeded the memory limit of {} MiB", limits.memory_mb),
+            format!(
+                "the program exceeded the memory limit of {} MiB",
+                limits.memory_mb
+            ),
         )
     };
     let timeout = || {
         limit_error(
             Verdict::Timeout,
             limits.timeout_ms,
-            format!("the program exceeded the time limit of {} ms", limits.timeout_ms),
+            format!(
+                "the program exceeded the time limit of {} ms",
+                limits.timeout_ms
+            ),
         )
     };
     let cancelled = || RunError::new(Verdict::Cancelled, "the job was cancelled");
@@ -174,12 +180,17 @@ pub fn decide(end: Ending) -> Outcome {
                     // `unreachable` trap; after a refused growth, that is
                     // the memory limit.
                     _ if end.memory_denied => memory_error(),
-                    other => RunError::new(Verdict::Internal, format!("the guest trapped: {other}")),
+                    other => {
+                        RunError::new(Verdict::Internal, format!("the guest trapped: {other}"))
+                    }
                 })
             } else if end.memory_denied {
                 Some(memory_error())
             } else {
-                Some(RunError::new(Verdict::Internal, format!("the guest failed: {e}")))
+                Some(RunError::new(
+                    Verdict::Internal,
+                    format!("the guest failed: {e}"),
+                ))
             }
         }
         None => match from_report(end.verdict.as_deref(), end.memory_denied, &limits) {
@@ -193,7 +204,11 @@ pub fn decide(end: Ending) -> Outcome {
     let (stdout, stdout_truncated) = end.stdout;
     let (stderr, stderr_truncated) = end.stderr;
     Outcome {
-        status: if error.is_some() { Status::Failed } else { Status::Succeeded },
+        status: if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Succeeded
+        },
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         stdout_truncated,
@@ -207,17 +222,24 @@ pub fn decide(end: Ending) -> Outcome {
 type Decided = (Option<serde_json::Value>, Option<RunError>);
 
 /// Reads the guest's own report. `Err` when there is none or it is unreadable.
-fn from_report(doc: Option<&[u8]>, memory_denied: bool, limits: &Limits) -> Result<Decided, String> {
+fn from_report(
+    doc: Option<&[u8]>,
+    memory_denied: bool,
+    limits: &Limits,
+) -> Result<Decided, String> {
     let doc = doc.ok_or("the guest ended without a verdict")?;
-    let report: Report =
-        serde_json::from_slice(doc).map_err(|e| format!("unreadable verdict from the guest: {e}"))?;
+    let report: Report = serde_json::from_slice(doc)
+        .map_err(|e| format!("unreadable verdict from the guest: {e}"))?;
     Ok(match report {
         Report::Ok { result: None } => (None, None),
         Report::Ok { result: Some(text) } => match serde_json::from_str(&text) {
             Ok(value) => (Some(value), None),
             Err(e) => (
                 None,
-                Some(RunError::new(Verdict::Internal, format!("unreadable result JSON: {e}"))),
+                Some(RunError::new(
+                    Verdict::Internal,
+                    format!("unreadable result JSON: {e}"),
+                )),
             ),
         },
         Report::Exception {
@@ -230,12 +252,19 @@ fn from_report(doc: Option<&[u8]>, memory_denied: bool, limits: &Limits) -> Resu
                 (
                     Verdict::MemoryLimit,
                     Some(limits.memory_mb),
-                    format!("MemoryError: the program exceeded the memory limit of {} MiB", limits.memory_mb),
+                    format!(
+                        "MemoryError: the program exceeded the memory limit of {} MiB",
+                        limits.memory_mb
+                    ),
                 )
             } else if message.is_empty() {
                 (Verdict::Exception, None, exception_type.clone())
             } else {
-                (Verdict::Exception, None, format!("{exception_type}: {message}"))
+                (
+                    Verdict::Exception,
+                    None,
+                    format!("{exception_type}: {message}"),
+                )
             };
             (
                 None,

@@ -94,13 +94,13 @@ pub struct Limits {
 
 impl Default for Limits {
     /// The seed's defaults: 5 s and 1024 MB. Fuel sits just above what 5 s of
-    /// guest CPU burns on a current x86-64 core (about 2e9 fuel per second in the
-    /// interpreter loop, see docs/benchmarks.md), so the timeout usually fires
-    /// first and fuel catches what the clock cannot.
+    /// guest CPU burns on the reference machine (about 9.1e9 fuel per second in
+    /// a tight interpreter loop, see docs/benchmarks.md), so the timeout fires
+    /// first on a busy loop and fuel is the deterministic backstop.
     fn default() -> Self {
         Self {
             timeout_ms: 5_000,
-            fuel: 12_000_000_000,
+            fuel: 50_000_000_000,
             memory_mb: 1024,
             max_output_bytes: 1024 * 1024,
         }
@@ -112,7 +112,7 @@ impl Limits {
     pub fn default_max() -> Self {
         Self {
             timeout_ms: 60_000,
-            fuel: 150_000_000_000,
+            fuel: 600_000_000_000,
             memory_mb: 2048,
             max_output_bytes: 16 * 1024 * 1024,
         }
@@ -133,8 +133,16 @@ impl Limits {
         ) -> Result<u64, LimitError> {
             match wanted {
                 None => Ok(base.min(max)),
-                Some(0) => Err(LimitError { field, value: 0, max }),
-                Some(v) if v > max => Err(LimitError { field, value: v, max }),
+                Some(0) => Err(LimitError {
+                    field,
+                    value: 0,
+                    max,
+                }),
+                Some(v) if v > max => Err(LimitError {
+                    field,
+                    value: v,
+                    max,
+                }),
                 Some(v) => Ok(v),
             }
         }
@@ -484,6 +492,22 @@ impl Outcome {
         }
     }
 
+    /// A failed outcome with only an error of `kind`: for runs that ended
+    /// before the program could produce anything (cancelled while queued, a
+    /// worker that stopped, an internal error).
+    pub fn failed(kind: Verdict, message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            result: None,
+            error: Some(RunError::new(kind, message)),
+            usage: Usage::default(),
+        }
+    }
+
     /// The verdict: `None` for success.
     pub fn verdict(&self) -> Option<Verdict> {
         self.error.as_ref().map(|e| e.kind)
@@ -579,7 +603,11 @@ mod tests {
 
     #[test]
     fn verdict_names_match_serde() {
-        for v in [Verdict::SyntaxError, Verdict::FuelExhausted, Verdict::Internal] {
+        for v in [
+            Verdict::SyntaxError,
+            Verdict::FuelExhausted,
+            Verdict::Internal,
+        ] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
     }

@@ -1,0 +1,921 @@
+//! The HTTP API: request and response types, handlers, the router, and the
+//! OpenAPI document generated from the handlers' annotations (so it cannot
+//! drift from the routes: both come from the same `routes!` calls).
+
+use std::{collections::BTreeSet, sync::OnceLock, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strictpy_store::{
+    Callback, Created, DEFAULT_CLIENT, DeliveryState, JobRecord, JobSpec, ListQuery, NewJob,
+};
+use strictpy_types::{
+    JobStatus, LimitOverrides, Limits, Outcome, RunError, Usage, Verdict, Violation,
+};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::{ApiError, ErrorBody},
+    now_ms,
+    webhook::{WebhookError, check_url, parse_url},
+    workers::wait_final,
+};
+
+/// Most jobs in one batch.
+pub const MAX_BATCH: usize = 20;
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Default page size of `GET /v1/jobs`.
+const DEFAULT_PAGE: u32 = 50;
+
+/// Largest page size of `GET /v1/jobs`.
+const MAX_PAGE: u32 = 200;
+
+/// How long `DELETE` waits for a running job to stop before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// `POST /v1/jobs`: a job to run.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// The Python source.
+    pub code: String,
+    /// Text for the program's stdin.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// A JSON object whose keys become globals of the program.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, Value>>,
+    /// Limit overrides, each at most the configured maximum.
+    #[serde(default)]
+    pub limits: Option<LimitOverrides>,
+    /// Extra modules to allow, from the policy's `allowable_modules`.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Seeds every source of randomness, for a reproducible run.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Where to POST the job's final state (signed; see the docs).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// Hold the request open until the job is final (up to the server's
+    /// maximum wait) and answer `200` with it.
+    #[serde(default)]
+    pub wait: bool,
+    /// Submitting the same key again returns the original job.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /v1/jobs/batch`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 20 jobs, each validated on its own. `wait` is not supported.
+    pub jobs: Vec<Value>,
+}
+
+/// One item of a batch answer: the job's id and status, or its error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// The job's id, when it was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// The job's status, when it was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+    /// Why this item was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+/// The answer to a batch: one item per submitted job, in order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// The items.
+    pub jobs: Vec<BatchItem>,
+}
+
+/// `POST /v1/check`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The Python source.
+    pub code: String,
+    /// Extra modules to allow, as for a job.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// The static check's verdict, as `strictpy check --json` prints it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckResponse {
+    /// True when there are no violations.
+    pub ok: bool,
+    /// Every finding.
+    pub violations: Vec<Violation>,
+}
+
+/// Delivery state of a job's webhook.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// Not delivered yet.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Delivery gave up.
+    Failed,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackAttempt {
+    /// When it started (RFC 3339).
+    pub at: String,
+    /// The receiver's status code, if it answered.
+    pub status_code: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A job's webhook and how its delivery went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackView {
+    /// The callback URL.
+    pub url: String,
+    /// Delivery state.
+    pub status: CallbackStatus,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<CallbackAttempt>,
+}
+
+/// A job: its state, the limits applied and, once final, its outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job id.
+    pub id: Uuid,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When a worker started it.
+    pub started_at: Option<String>,
+    /// When it became final.
+    pub finished_at: Option<String>,
+    /// The limits as applied.
+    pub limits: Limits,
+    /// The extra modules the request allowed.
+    pub allow: Vec<String>,
+    /// The seed, if one was given.
+    pub seed: Option<u64>,
+    /// The idempotency key, if one was given.
+    pub idempotency_key: Option<String>,
+    /// The program's stdout; `null` until final.
+    pub stdout: Option<String>,
+    /// The program's stderr; `null` until final.
+    pub stderr: Option<String>,
+    /// True when stdout was cut at the output cap.
+    pub stdout_truncated: Option<bool>,
+    /// True when stderr was cut at the output cap.
+    pub stderr_truncated: Option<bool>,
+    /// The JSON value of the program's global `result`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Why the job failed or was cancelled.
+    pub error: Option<RunError>,
+    /// What the run used; `null` until final.
+    pub usage: Option<Usage>,
+    /// The webhook, if the job has one.
+    pub callback: Option<CallbackView>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(job: &JobRecord) -> Self {
+        let outcome = job.outcome.as_ref();
+        Self {
+            id: job.id,
+            status: job.status,
+            created_at: rfc3339(job.created_at),
+            started_at: job.started_at.map(rfc3339),
+            finished_at: job.finished_at.map(rfc3339),
+            limits: job.spec.limits,
+            allow: job.spec.allow.clone(),
+            seed: job.spec.seed,
+            idempotency_key: job.idempotency_key.clone(),
+            stdout: outcome.map(|o| o.stdout.clone()),
+            stderr: outcome.map(|o| o.stderr.clone()),
+            stdout_truncated: outcome.map(|o| o.stdout_truncated),
+            stderr_truncated: outcome.map(|o| o.stderr_truncated),
+            result: outcome.and_then(|o| o.result.clone()),
+            error: outcome.and_then(|o| o.error.clone()),
+            usage: outcome.map(|o| o.usage),
+            callback: job.callback.as_ref().map(callback_view),
+        }
+    }
+}
+
+fn callback_view(c: &Callback) -> CallbackView {
+    CallbackView {
+        url: c.url.clone(),
+        status: match c.state {
+            DeliveryState::Pending => CallbackStatus::Pending,
+            DeliveryState::Delivered => CallbackStatus::Delivered,
+            DeliveryState::Failed => CallbackStatus::Failed,
+        },
+        attempts: c
+            .attempts
+            .iter()
+            .map(|a| CallbackAttempt {
+                at: rfc3339(a.at),
+                status_code: a.status_code,
+                error: a.error.clone(),
+                duration_ms: a.duration_ms,
+            })
+            .collect(),
+    }
+}
+
+/// A job in a listing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    /// The job id.
+    pub id: Uuid,
+    /// Its status.
+    pub status: JobStatus,
+    /// The verdict of a failed or cancelled job.
+    pub verdict: Option<Verdict>,
+    /// When it was accepted.
+    pub created_at: String,
+    /// When it started.
+    pub started_at: Option<String>,
+    /// When it became final.
+    pub finished_at: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `/healthz` and `/readyz` answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `not_ready`.
+    pub status: String,
+    /// Why the server is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The OpenAPI document's root; the paths come from the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "strictpy",
+        description = "Runs untrusted Python in RustPython under wasmtime, with a static policy check."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The API routes, each registered together with its OpenAPI operation.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(create_batch))
+        .routes(routes!(get_job, cancel_job))
+        .routes(routes!(check))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3 document, built once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| api_router().split_for_parts().1)
+}
+
+/// The router: every API route, the body cap, panic catching, request
+/// tracing, and JSON 404/405 answers in the error shape.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let (router, _) = api_router().split_for_parts();
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a handler panicked").into_response()
+            },
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Reads a JSON body: `413` past the cap, `400` for bad JSON, a wrong type
+/// or an unknown field (with the position and serde's message).
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the server accepts",
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("invalid JSON body: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column() }))
+    })
+}
+
+/// A job request that passed every check, ready to store.
+struct Prepared {
+    /// What to run.
+    spec: JobSpec,
+    /// The callback URL.
+    callback_url: Option<String>,
+    /// The idempotency key.
+    idempotency_key: Option<String>,
+    /// Hash of everything that defines the job.
+    request_hash: String,
+}
+
+/// The configured allowlist plus `allow`, or `422` naming the module the
+/// policy does not let calls add.
+fn allowlist(state: &AppState, allow: &[String]) -> Result<BTreeSet<String>, ApiError> {
+    state.config.policy.effective_allowlist(allow).map_err(|e| {
+        ApiError::unprocessable("module_not_allowable", e.to_string())
+            .with_details(json!({ "field": "allow", "module": e.module }))
+    })
+}
+
+/// Validates a job request the way `strictpy check` and `strictpy run` do:
+/// allowlist, limits, context keys, callback URL, then the static check.
+async fn prepare(state: &AppState, req: JobRequest) -> Result<Prepared, ApiError> {
+    let allowlist = allowlist(state, &req.allow)?;
+    let limits = state
+        .default_limits
+        .with_overrides(&req.limits.unwrap_or_default(), &state.max_limits)
+        .map_err(|e| {
+            ApiError::unprocessable("limit_exceeded", e.to_string()).with_details(
+                json!({ "field": format!("limits.{}", e.field), "value": e.value, "max": e.max }),
+            )
+        })?;
+    if let Some(context) = &req.context {
+        for key in context.keys() {
+            strictpy_analyzer::check_context_key(key).map_err(|m| {
+                ApiError::unprocessable("invalid_context", format!("context: {m}"))
+                    .with_details(json!({ "field": "context", "key": key }))
+            })?;
+        }
+    }
+    if let Some(key) = &req.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_idempotency_key",
+            format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+        )
+        .with_details(json!({ "field": "idempotency_key" })));
+    }
+    if let Some(raw) = &req.callback_url {
+        let refused = |e: WebhookError| {
+            let code = match e {
+                WebhookError::Refused(_) => "callback_refused",
+                _ => "invalid_callback_url",
+            };
+            ApiError::unprocessable(code, e.to_string())
+                .with_details(json!({ "field": "callback_url" }))
+        };
+        let url = parse_url(raw).map_err(refused)?;
+        check_url(&url, state.webhooks.reach())
+            .await
+            .map_err(refused)?;
+    }
+    let code = static_check(state, req.code, allowlist.clone()).await?;
+    let spec = JobSpec {
+        code,
+        stdin: req.stdin.unwrap_or_default(),
+        context: req.context.map(Value::Object),
+        allow: req.allow,
+        allowlist,
+        limits,
+        seed: req.seed,
+    };
+    let request_hash = {
+        let doc = json!({ "spec": spec, "callback_url": req.callback_url });
+        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    };
+    Ok(Prepared {
+        spec,
+        callback_url: req.callback_url,
+        idempotency_key: req.idempotency_key,
+        request_hash,
+    })
+}
+
+/// Runs the analyzer off the async threads (a large source takes a few ms);
+/// returns the source with a BOM dropped, or `422` with the violations.
+async fn static_check(
+    state: &AppState,
+    code: String,
+    allowlist: BTreeSet<String>,
+) -> Result<String, ApiError> {
+    let policy = state.config.policy.clone();
+    let violations = tokio::task::spawn_blocking(move || {
+        let v = strictpy_analyzer::check(code.as_bytes(), &policy, &allowlist);
+        (v, code)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match violations {
+        (v, code) if v.is_empty() => Ok(code
+            .strip_prefix('\u{feff}')
+            .map_or(code.clone(), str::to_owned)),
+        (v, _) => {
+            let message = match v.as_slice() {
+                [one] => one.message.clone(),
+                [first, rest @ ..] => format!("{} (and {} more)", first.message, rest.len()),
+                [] => String::new(),
+            };
+            Err(ApiError::unprocessable("policy_violation", message)
+                .with_details(json!({ "violations": v })))
+        }
+    }
+}
+
+/// Stores a prepared job and queues it. Returns the job and whether it is a
+/// replay of an earlier request with the same idempotency key.
+async fn submit(state: &AppState, prepared: Prepared) -> Result<(JobRecord, bool), ApiError> {
+    if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::shutting_down());
+    }
+    // Take a queue place first, so a stored job always has one; a replay
+    // gives it back when the slot drops.
+    let slot = state.queue.try_reserve().ok_or_else(ApiError::queue_full)?;
+    let created = state
+        .store
+        .create(NewJob {
+            id: Uuid::now_v7(),
+            client: DEFAULT_CLIENT.to_owned(),
+            idempotency_key: prepared.idempotency_key,
+            request_hash: prepared.request_hash.clone(),
+            created_at: now_ms(),
+            spec: prepared.spec,
+            callback_url: prepared.callback_url,
+        })
+        .await?;
+    match created {
+        Created::New(job) => {
+            slot.push(job.id);
+            state.metrics.submitted.inc();
+            Ok((job, false))
+        }
+        Created::Existing(job) if job.request_hash == prepared.request_hash => Ok((job, true)),
+        Created::Existing(job) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this idempotency_key was used for a different request",
+        )
+        .with_details(json!({ "job_id": job.id }))),
+    }
+}
+
+/// The `200`/`202` answer with a `Location` header.
+fn job_response(job: &JobRecord, replayed: bool) -> Response {
+    let status = if job.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    (status, headers, Json(JobView::from(job))).into_response()
+}
+
+/// Create a job.
+///
+/// Answers `202` with the queued job, or `200` with the final job when `wait`
+/// is set and it finished within the server's maximum wait. A policy or
+/// syntax violation is `422` and nothing is stored.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = JobRequest,
+    responses(
+        (status = 202, description = "Queued", body = JobView, headers(("Location" = String, description = "The job's URL"))),
+        (status = 200, description = "Final (wait, or an idempotent replay of a final job)", body = JobView),
+        (status = 400, description = "Malformed JSON, a wrong type or an unknown field", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
+        (status = 413, description = "Body over the cap", body = ErrorBody),
+        (status = 422, description = "Policy violation, limit above the maximum, or a refused callback", body = ErrorBody),
+        (status = 503, description = "Queue full or shutting down (see Retry-After)", body = ErrorBody),
+    )
+)]
+async fn create_job(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: JobRequest = parse_body(body)?;
+    let wait = req.wait;
+    let prepared = prepare(&state, req).await?;
+    let (mut job, replayed) = submit(&state, prepared).await?;
+    if wait && !job.status.is_final() {
+        let max_wait = Duration::from_millis(state.config.max_wait_ms);
+        if let Some(done) = wait_final(&state, job.id, max_wait).await? {
+            job = done;
+        }
+    }
+    Ok(job_response(&job, replayed))
+}
+
+/// Create up to 20 jobs.
+///
+/// Each item is validated and stored on its own; the answer lists, in order,
+/// each job's id and status or its error.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/batch",
+    tag = "jobs",
+    request_body = BatchRequest,
+    responses(
+        (status = 202, description = "One item per job, in order", body = BatchResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 413, description = "Body over the cap", body = ErrorBody),
+        (status = 422, description = "Empty or more than 20 jobs", body = ErrorBody),
+    )
+)]
+async fn create_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let batch: BatchRequest = parse_body(body)?;
+    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} jobs"),
+        )
+        .with_details(json!({ "field": "jobs", "count": batch.jobs.len() })));
+    }
+    let mut items = Vec::with_capacity(batch.jobs.len());
+    for raw in batch.jobs {
+        let result = async {
+            let req: JobRequest = serde_json::from_value(raw)
+                .map_err(|e| ApiError::bad_request(format!("invalid job: {e}")))?;
+            if req.wait {
+                return Err(ApiError::unprocessable(
+                    "wait_in_batch",
+                    "`wait` is not supported in a batch",
+                )
+                .with_details(json!({ "field": "wait" })));
+            }
+            let prepared = prepare(&state, req).await?;
+            submit(&state, prepared).await
+        }
+        .await;
+        items.push(match result {
+            Ok((job, _)) => BatchItem {
+                id: Some(job.id),
+                status: Some(job.status),
+                error: None,
+            },
+            Err(e) => BatchItem {
+                id: None,
+                status: None,
+                error: serde_json::to_value(e.body()).ok(),
+            },
+        });
+    }
+    Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: items })).into_response())
+}
+
+fn job_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Uuid::parse_str(&raw).map_err(|_| ApiError::not_found(format!("no job {raw}")))
+}
+
+/// Get a job.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+async fn get_job(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(path)?;
+    let job = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    Ok(Json(JobView::from(&job)))
+}
+
+/// Cancel a job.
+///
+/// A queued job never runs. A running job is interrupted and ends
+/// `cancelled`. Cancelling a cancelled job answers it again; a job that
+/// already succeeded or failed is `409`.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The cancelled job", body = JobView),
+        (status = 202, description = "Cancellation asked for; the job has not stopped yet", body = JobView),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job already finished", body = ErrorBody),
+    )
+)]
+async fn cancel_job(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let job = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    if job.status.is_final() {
+        if job.status == JobStatus::Cancelled {
+            return Ok(job_response(&job, false));
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_finished",
+            format!("job {id} already {}", job.status),
+        )
+        .with_details(json!({ "status": job.status })));
+    }
+    let outcome = Outcome::failed(Verdict::Cancelled, "cancelled before it ran");
+    if state
+        .store
+        .cancel_queued(id, outcome.clone(), now_ms())
+        .await?
+    {
+        state.queue.remove(id);
+        state.job_final(id, JobStatus::Cancelled, &outcome, job.created_at);
+    } else if let Some(running) = state.running_jobs().get(&id) {
+        running
+            .by_user
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        running.cancel.cancel();
+    }
+    let job = wait_final(&state, id, CANCEL_WAIT)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    Ok(job_response(&job, false))
+}
+
+/// List jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    )
+)]
+async fn list_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(
+            ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
+                .with_details(json!({ "field": "limit" })),
+        );
+    }
+    let before = match &params.cursor {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request("invalid cursor").with_details(json!({ "field": "cursor" }))
+        })?),
+    };
+    let jobs = state
+        .store
+        .list(ListQuery {
+            client: DEFAULT_CLIENT.to_owned(),
+            status: params.status,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|j| encode_cursor(j.id)))
+        .flatten();
+    Ok(Json(JobList {
+        jobs: jobs
+            .iter()
+            .map(|j| JobSummary {
+                id: j.id,
+                status: j.status,
+                verdict: j.outcome.as_ref().and_then(|o| o.verdict()),
+                created_at: rfc3339(j.created_at),
+                started_at: j.started_at.map(rfc3339),
+                finished_at: j.finished_at.map(rfc3339),
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// Cursors are opaque to clients: a version tag and the last id seen, so the
+/// format can change without breaking anyone who treats them as tokens.
+fn encode_cursor(id: Uuid) -> String {
+    format!("c1{}", id.simple())
+}
+
+fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    Uuid::try_parse(cursor.strip_prefix("c1")?).ok()
+}
+
+/// Run the static check only.
+///
+/// What `strictpy check --json` prints; the seed's `validate_code`.
+#[utoipa::path(
+    post,
+    path = "/v1/check",
+    tag = "check",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The verdict", body = CheckResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 422, description = "A module in `allow` may not be added", body = ErrorBody),
+    )
+)]
+async fn check(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CheckResponse>, ApiError> {
+    let req: CheckRequest = parse_body(body)?;
+    let allowlist = allowlist(&state, &req.allow)?;
+    match static_check(&state, req.code, allowlist).await {
+        Ok(_) => Ok(Json(CheckResponse {
+            ok: true,
+            violations: Vec::new(),
+        })),
+        Err(e) if e.code == "policy_violation" => {
+            let violations = serde_json::from_value(e.details["violations"].clone())
+                .map_err(ApiError::internal)?;
+            Ok(Json(CheckResponse {
+                ok: false,
+                violations,
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Liveness: answers while the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        reason: None,
+    })
+}
+
+/// Readiness: the store answers and every worker is up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready", body = Health),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    match state.ready().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready".into(),
+                reason: None,
+            }),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "not_ready".into(),
+                reason: Some(reason),
+            }),
+        ),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let depth = i64::try_from(state.queue.len()).unwrap_or(i64::MAX);
+    state.metrics.queue_depth.set(depth);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "probes",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(openapi())
+}

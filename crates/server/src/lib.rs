@@ -1,0 +1,387 @@
+//! The strictpy HTTP job service (`strictpy serve`): durable jobs in a
+//! [`JobStore`], a pool of sandbox workers, signed webhooks, Prometheus
+//! metrics and an OpenAPI document generated from the handlers.
+//!
+//! This is the only crate that knows HTTP. [`Server::start`] opens the store,
+//! recovers what a previous process left behind and starts the workers;
+//! [`app`] builds the router; [`serve`] runs it until a shutdown signal and
+//! then drains gracefully.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod webhook;
+pub mod workers;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    ops::Deref,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use strictpy_sandbox::Sandbox;
+use strictpy_store::{JobStore, SqliteStore, StoreError};
+use strictpy_types::{JobStatus, Limits, Outcome};
+use tokio::{net::TcpListener, runtime::Handle, sync::Notify};
+use uuid::Uuid;
+
+pub use api::app;
+pub use config::Config;
+pub use error::ApiError;
+
+use crate::{
+    metrics::Metrics,
+    webhook::{WebhookError, Webhooks},
+    workers::{JobQueue, RunningJob},
+};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store could not be opened or recovered.
+    #[error("job store: {0}")]
+    Store(#[from] StoreError),
+    /// The webhook client or secret could not be set up.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    /// A socket or thread could not be created.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Everything the handlers and workers share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration as loaded.
+    pub config: Config,
+    /// Limits for requests that ask for none.
+    pub default_limits: Limits,
+    /// The most a request may ask for.
+    pub max_limits: Limits,
+    /// Durable job storage.
+    pub store: Arc<dyn JobStore>,
+    /// Ids waiting for a worker.
+    pub queue: JobQueue,
+    /// Jobs being run, with their cancel handles.
+    running: Mutex<HashMap<Uuid, RunningJob>>,
+    /// Requests waiting for a job to become final (`wait: true`, `DELETE`).
+    waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Webhook delivery.
+    pub webhooks: Webhooks,
+    /// False once shutdown began: new jobs are refused.
+    pub accepting: AtomicBool,
+    /// Set when the shutdown grace period ran out and running jobs were
+    /// interrupted.
+    pub stopping: AtomicBool,
+    /// Worker threads still running.
+    pub workers_alive: AtomicUsize,
+    /// Signalled whenever a worker thread ends.
+    pub workers_done: Notify,
+    /// The async runtime, for worker threads that need the store.
+    pub runtime: Handle,
+}
+
+/// The state every handler gets: a cheap handle on [`Shared`].
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Shared {
+    /// The running jobs, locked. Poisoning is ignored: the map holds plain
+    /// handles that stay valid whatever panicked.
+    pub fn running_jobs(&self) -> MutexGuard<'_, HashMap<Uuid, RunningJob>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Notify>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The notifier for job `id`, woken when it becomes final.
+    pub fn waiter(&self, id: Uuid) -> Arc<Notify> {
+        self.waiters().entry(id).or_default().clone()
+    }
+
+    /// Stops accepting jobs, stops the workers taking more, and wakes every
+    /// waiting request so it answers with the job as it stands.
+    pub fn begin_shutdown(&self) {
+        if self.accepting.swap(false, Ordering::SeqCst) {
+            tracing::info!("shutting down: no new jobs; queued jobs stay in the store");
+        }
+        self.queue.close();
+        for notify in self.waiters().values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// True while the store answers and every worker is up.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())?;
+        let alive = self.workers_alive.load(Ordering::SeqCst);
+        if alive < self.config.workers {
+            return Err(format!("{alive} of {} workers are up", self.config.workers));
+        }
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err("shutting down".into());
+        }
+        Ok(())
+    }
+}
+
+impl AppState {
+    /// Bookkeeping for a job that just became final: metrics, waiters, and
+    /// the webhook if it has one.
+    pub fn job_final(&self, id: Uuid, status: JobStatus, outcome: &Outcome, created_at: i64) {
+        let latency = (now_ms() - created_at) as f64 / 1000.0;
+        self.metrics.job_finished(status, outcome, latency);
+        if let Some(notify) = self.waiters().remove(&id) {
+            notify.notify_waiters();
+        }
+        self.spawn_webhook(id);
+    }
+
+    /// Delivers job `id`'s webhook in the background, if it has a pending one.
+    pub fn spawn_webhook(&self, id: Uuid) {
+        let state = self.clone();
+        self.runtime.spawn(async move {
+            let job = match state.store.get(id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "webhook: cannot load the job");
+                    return;
+                }
+            };
+            if job.callback.is_none() {
+                return;
+            }
+            let body = match serde_json::to_vec(&api::JobView::from(&job)) {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "webhook: cannot encode the job");
+                    return;
+                }
+            };
+            state
+                .webhooks
+                .deliver(state.store.as_ref(), &state.metrics, id, body)
+                .await;
+        });
+    }
+}
+
+/// A started service: store open, recovery done, workers running.
+#[derive(Debug)]
+pub struct Server {
+    /// The shared state.
+    state: AppState,
+    /// The worker threads.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store in `config.data_dir`, recovers, and starts the workers.
+    ///
+    /// Recovery: a job that was `running` when the previous process died ends
+    /// `failed` with kind `internal` and [`workers::WORKER_STOPPED`] (it is
+    /// not re-run, since it may have had effects through its webhook or may
+    /// be what killed the process); queued jobs are queued again, oldest
+    /// first; pending webhooks of final jobs are delivered.
+    pub async fn start(config: Config, sandbox: Arc<Sandbox>) -> Result<Self, ServerError> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))??;
+        Self::start_with_store(config, sandbox, Arc::new(store)).await
+    }
+
+    /// [`Server::start`] on a given store.
+    pub async fn start_with_store(
+        config: Config,
+        sandbox: Arc<Sandbox>,
+        store: Arc<dyn JobStore>,
+    ) -> Result<Self, ServerError> {
+        config.validate()?;
+        let (default_limits, max_limits) = config.limits.resolve()?;
+        let webhooks = Webhooks::new(&config.webhook, &config.data_dir)?;
+        let state = AppState(Arc::new(Shared {
+            default_limits,
+            max_limits,
+            store,
+            queue: JobQueue::new(config.queue_size),
+            running: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            metrics: Metrics::new(),
+            webhooks,
+            accepting: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            workers_alive: AtomicUsize::new(0),
+            workers_done: Notify::new(),
+            runtime: Handle::current(),
+            config,
+        }));
+        let recovery = state
+            .store
+            .recover(workers::internal_outcome(workers::WORKER_STOPPED), now_ms())
+            .await?;
+        for id in &recovery.interrupted {
+            tracing::warn!(%id, "job was running when the server stopped; marked failed");
+        }
+        for id in &recovery.queued {
+            state.queue.push_recovered(*id);
+        }
+        for job in state.store.pending_callbacks().await? {
+            state.spawn_webhook(job.id);
+        }
+        if !recovery.queued.is_empty() || !recovery.interrupted.is_empty() {
+            tracing::info!(
+                queued = recovery.queued.len(),
+                interrupted = recovery.interrupted.len(),
+                "recovered jobs from the store"
+            );
+        }
+        let threads = workers::spawn(&state, &sandbox, state.config.workers).inspect_err(|_| {
+            // Workers that did start must not wait on the queue forever.
+            state.begin_shutdown();
+        })?;
+        Ok(Self { state, threads })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The router over this server's state.
+    pub fn router(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
+    /// Graceful shutdown: refuse new jobs, let running jobs finish within the
+    /// grace period, then interrupt the rest (they end `failed`, see
+    /// [`workers::SHUTDOWN_STOPPED`]). Queued jobs stay in the store.
+    pub async fn shutdown(mut self) {
+        let state = self.state.clone();
+        state.begin_shutdown();
+        let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+        if !wait_workers(&state, grace).await {
+            tracing::warn!("grace period over; interrupting running jobs");
+            state.stopping.store(true, Ordering::SeqCst);
+            for job in state.running_jobs().values() {
+                job.cancel.cancel();
+            }
+            wait_workers(&state, Duration::from_secs(10)).await;
+        }
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Waits until every worker thread ended; false if `limit` passed first.
+async fn wait_workers(state: &AppState, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let done = state.workers_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if state.workers_alive.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
+            return state.workers_alive.load(Ordering::SeqCst) == 0;
+        }
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped without [`Server::shutdown`] (a test that ended, a
+    /// start-up error) still stops its workers: no new jobs, and running ones
+    /// are interrupted.
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.state.begin_shutdown();
+        self.state.stopping.store(true, Ordering::SeqCst);
+        for job in self.state.running_jobs().values() {
+            job.cancel.cancel();
+        }
+    }
+}
+
+/// Serves `server` on `listener` until `signal` resolves, then shuts down
+/// gracefully: the listener stops accepting, in-flight requests finish, and
+/// [`Server::shutdown`] drains the workers.
+pub async fn serve(
+    server: Server,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let state = server.state();
+    let router = server.router();
+    let on_signal = async move {
+        signal.await;
+        state.begin_shutdown();
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(on_signal)
+        .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,305 @@
+//! The bounded job queue and the worker pool.
+//!
+//! Each worker is an OS thread of its own, because `Sandbox::run_with` is
+//! synchronous and must never run on the async runtime's threads: with every
+//! worker busy on `while True: pass`, the HTTP side still answers at once.
+//! Workers reach the (async) store through the runtime's `Handle`.
+
+use std::{
+    collections::VecDeque,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use strictpy_sandbox::{CancelHandle, Job, Sandbox};
+use strictpy_store::{JobRecord, StoreError};
+use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
+use uuid::Uuid;
+
+use crate::{AppState, now_ms};
+
+/// The message of a job whose worker stopped under it.
+pub const WORKER_STOPPED: &str =
+    "worker stopped: the server stopped while this job was running; it was not re-run";
+
+/// The message of a job the shutdown grace period ran out on.
+pub const SHUTDOWN_STOPPED: &str =
+    "worker stopped: the server shut down before the job finished (grace period exceeded)";
+
+/// A FIFO of job ids with a fixed capacity, shared by the HTTP handlers (who
+/// push) and the worker threads (who block on pop).
+#[derive(Debug)]
+pub struct JobQueue {
+    /// The ids, the reservations and the closed flag.
+    inner: Mutex<QueueInner>,
+    /// Signalled on every push and on close.
+    ready: Condvar,
+    /// Most ids (queued plus reserved) at once.
+    capacity: usize,
+}
+
+/// The queue's state under its mutex.
+#[derive(Debug, Default)]
+struct QueueInner {
+    /// Ids waiting for a worker, oldest first.
+    items: VecDeque<Uuid>,
+    /// Slots promised to requests that are still writing their job.
+    reserved: usize,
+    /// Set at shutdown: workers stop taking jobs.
+    closed: bool,
+}
+
+/// A promise of one place in the queue, taken before the job is stored so a
+/// committed job always fits. Dropping it unused gives the place back.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    /// The queue the place is in.
+    queue: &'a JobQueue,
+    /// True once [`Slot::push`] used it.
+    used: bool,
+}
+
+impl JobQueue {
+    /// An empty queue holding at most `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(QueueInner::default()),
+            ready: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
+        // The queue's state stays consistent under every panic (each update
+        // is a single push, pop or counter change), so a poisoned lock is
+        // safe to use.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves a place, or `None` when the queue is full or closed.
+    pub fn try_reserve(&self) -> Option<Slot<'_>> {
+        let mut inner = self.lock();
+        if inner.closed || inner.items.len() + inner.reserved >= self.capacity {
+            return None;
+        }
+        inner.reserved += 1;
+        Some(Slot {
+            queue: self,
+            used: false,
+        })
+    }
+
+    /// Queues a job found in the store at start-up, beyond the capacity if
+    /// need be: it was accepted before, so it must run.
+    pub fn push_recovered(&self, id: Uuid) {
+        self.lock().items.push_back(id);
+        self.ready.notify_one();
+    }
+
+    /// Blocks until there is an id, or returns `None` once the queue is closed.
+    pub fn pop(&self) -> Option<Uuid> {
+        let mut inner = self.lock();
+        loop {
+            if inner.closed {
+                return None;
+            }
+            if let Some(id) = inner.items.pop_front() {
+                return Some(id);
+            }
+            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Drops a cancelled job from the queue; true if it was there.
+    pub fn remove(&self, id: Uuid) -> bool {
+        let mut inner = self.lock();
+        let before = inner.items.len();
+        inner.items.retain(|x| *x != id);
+        inner.items.len() != before
+    }
+
+    /// Stops handing out ids; what is left stays queued in the store.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Ids waiting for a worker.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// True when no id waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Slot<'_> {
+    /// Uses the place for `id`.
+    pub fn push(mut self, id: Uuid) {
+        let mut inner = self.queue.lock();
+        inner.reserved -= 1;
+        inner.items.push_back(id);
+        drop(inner);
+        self.used = true;
+        self.queue.ready.notify_one();
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.queue.lock().reserved -= 1;
+        }
+    }
+}
+
+/// A job a worker is running, as seen by `DELETE` and by shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct RunningJob {
+    /// Interrupts the sandbox.
+    pub cancel: CancelHandle,
+    /// Set when a client cancelled it (as opposed to shutdown).
+    pub by_user: Arc<AtomicBool>,
+}
+
+/// Starts `count` worker threads.
+pub fn spawn(
+    state: &AppState,
+    sandbox: &Arc<Sandbox>,
+    count: usize,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..count)
+        .map(|i| {
+            let worker_state = state.clone();
+            let sandbox = sandbox.clone();
+            state.workers_alive.fetch_add(1, Ordering::SeqCst);
+            let spawned = std::thread::Builder::new()
+                .name(format!("strictpy-worker-{i}"))
+                .spawn(move || worker_loop(worker_state, sandbox));
+            if spawned.is_err() {
+                // The thread never started, so it will never count itself down.
+                state.workers_alive.fetch_sub(1, Ordering::SeqCst);
+            }
+            spawned
+        })
+        .collect()
+}
+
+/// Counts a worker down when its thread ends, however it ends.
+struct Alive(AppState);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.workers_alive.fetch_sub(1, Ordering::SeqCst);
+        self.0.workers_done.notify_waiters();
+    }
+}
+
+fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
+    let _alive = Alive(state.clone());
+    while let Some(id) = state.queue.pop() {
+        let running = RunningJob::default();
+        // Register before claiming, so a DELETE that finds the job running
+        // always finds its cancel handle too.
+        state.running_jobs().insert(id, running.clone());
+        match state.runtime.block_on(state.store.start(id, now_ms())) {
+            Ok(Some(record)) => execute(&state, &sandbox, record, &running),
+            Ok(None) => {} // Cancelled while queued.
+            Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
+        }
+        state.running_jobs().remove(&id);
+    }
+}
+
+fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) {
+    state.metrics.running.inc();
+    let spec = &record.spec;
+    let job = Job {
+        code: spec.code.clone(),
+        stdin: spec.stdin.as_bytes().to_vec(),
+        context: spec.context.clone(),
+        allowlist: spec.allowlist.clone(),
+        limits: spec.limits,
+        seed: spec.seed,
+    };
+    let started = Instant::now();
+    // A panic in the sandbox is a bug, but it must end this job, not the
+    // worker (which would leave the job `running` forever).
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        sandbox.run_with(&job, &running.cancel).0
+    }))
+    .unwrap_or_else(|_| internal_outcome("the sandbox panicked while running this job"));
+    state.metrics.running.dec();
+    state
+        .metrics
+        .run_time
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .fuel
+        .observe(outcome.usage.fuel_consumed as f64);
+    let (status, outcome) = classify(outcome, running, state.stopping.load(Ordering::SeqCst));
+    let id = record.id;
+    let finished =
+        state
+            .runtime
+            .block_on(state.store.finish(id, status, outcome.clone(), now_ms()));
+    match finished {
+        Ok(true) => state.job_final(id, status, &outcome, record.created_at),
+        Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
+        Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
+    }
+}
+
+/// The job status an outcome means. A cancel that shutdown (not a client)
+/// caused is reported as the worker stopping.
+fn classify(outcome: Outcome, running: &RunningJob, stopping: bool) -> (JobStatus, Outcome) {
+    match outcome.verdict() {
+        None => (JobStatus::Succeeded, outcome),
+        Some(Verdict::Cancelled) if running.by_user.load(Ordering::SeqCst) || !stopping => {
+            (JobStatus::Cancelled, outcome)
+        }
+        Some(Verdict::Cancelled) => (
+            JobStatus::Failed,
+            Outcome {
+                error: Some(RunError::new(Verdict::Internal, SHUTDOWN_STOPPED)),
+                ..outcome
+            },
+        ),
+        Some(_) => (JobStatus::Failed, outcome),
+    }
+}
+
+/// A failed outcome with an internal error and nothing else.
+pub fn internal_outcome(message: &str) -> Outcome {
+    Outcome::failed(Verdict::Internal, message)
+}
+
+/// Waits until job `id` is final or `timeout` passes (or shutdown begins),
+/// then returns the job as stored.
+pub async fn wait_final(
+    state: &AppState,
+    id: Uuid,
+    timeout: std::time::Duration,
+) -> Result<Option<JobRecord>, StoreError> {
+    let notify = state.waiter(id);
+    let notified = notify.notified();
+    tokio::pin!(notified);
+    // Enable before reading the store, so a finish between the read and the
+    // wait still wakes us.
+    notified.as_mut().enable();
+    let job = state.store.get(id).await?;
+    match &job {
+        Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
+        _ => return Ok(job),
+    }
+    let _ = tokio::time::timeout(timeout, notified).await;
+    state.store.get(id).await
+}

@@ -1,0 +1,216 @@
+//! Durable job storage for the HTTP service: the [`JobStore`] trait and its
+//! embedded SQLite implementation, [`SqliteStore`].
+//!
+//! The trait is asynchronous (boxed futures, so it stays object-safe) because
+//! a later Postgres store will talk to the database over the network. The SQL
+//! here sticks to what SQLite and Postgres both accept: `TEXT` and `BIGINT`
+//! columns, JSON kept as text, timestamps as Unix milliseconds.
+
+mod sqlite;
+
+use std::{collections::BTreeSet, future::Future, pin::Pin};
+
+use serde::{Deserialize, Serialize};
+use strictpy_types::{JobStatus, Limits, Outcome};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+/// The client every job belongs to until authentication (a later issue) gives
+/// each caller an identity of its own.
+pub const DEFAULT_CLIENT: &str = "default";
+
+/// What every store method returns: a boxed future, so `dyn JobStore` works.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed the statement.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A stored JSON column could not be read back or written.
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    /// The data directory could not be created.
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The blocking task running the statement died.
+    #[error("the store's worker thread failed: {0}")]
+    Join(String),
+}
+
+/// Everything needed to run a job, as validated by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The Python source, already accepted by the static check.
+    pub code: String,
+    /// The program's stdin.
+    pub stdin: String,
+    /// A JSON object whose keys become globals.
+    pub context: Option<serde_json::Value>,
+    /// The extra modules the request asked for.
+    pub allow: Vec<String>,
+    /// The effective import allowlist.
+    pub allowlist: BTreeSet<String>,
+    /// The limits as applied.
+    pub limits: Limits,
+    /// The seed for every source of randomness.
+    pub seed: Option<u64>,
+}
+
+/// Where webhook delivery of a job's final state stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet: the job is not final, or attempts are still going on.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed, the receiver answered 4xx, or the URL was refused.
+    Failed,
+}
+
+/// One POST of a job's final state to its callback URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// When the attempt started, Unix milliseconds.
+    pub at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    /// Why the attempt failed without an answer, or what the answer meant.
+    pub error: Option<String>,
+    /// How long the attempt took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A job's webhook: where it goes and how delivery went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    /// The URL the final state is POSTed to.
+    pub url: String,
+    /// The delivery state.
+    pub state: DeliveryState,
+    /// Every attempt so far, oldest first.
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id (UUID v7, so ids sort by creation time).
+    pub id: Uuid,
+    /// The client that submitted it.
+    pub client: String,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// A hash of the request, to tell a retry from a different request that
+    /// reuses a key.
+    pub request_hash: String,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// When it was accepted, Unix milliseconds.
+    pub created_at: i64,
+    /// When a worker picked it up.
+    pub started_at: Option<i64>,
+    /// When it reached a final status.
+    pub finished_at: Option<i64>,
+    /// What to run.
+    pub spec: JobSpec,
+    /// What the run produced, once final.
+    pub outcome: Option<Outcome>,
+    /// The webhook, if the job has one.
+    pub callback: Option<Callback>,
+}
+
+/// A job to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The new id.
+    pub id: Uuid,
+    /// The submitting client.
+    pub client: String,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// See [`JobRecord::request_hash`].
+    pub request_hash: String,
+    /// Acceptance time, Unix milliseconds.
+    pub created_at: i64,
+    /// What to run.
+    pub spec: JobSpec,
+    /// Where to POST the final state.
+    pub callback_url: Option<String>,
+}
+
+/// The result of [`JobStore::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new job was inserted, in status `queued`.
+    New(JobRecord),
+    /// The client already has a job under this idempotency key; nothing was
+    /// inserted.
+    Existing(JobRecord),
+}
+
+/// A page of [`JobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this client's jobs.
+    pub client: String,
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs older than this one (the cursor).
+    pub before: Option<Uuid>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// What [`JobStore::recover`] found at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Jobs that were running when the previous process stopped; they are now
+    /// `failed`.
+    pub interrupted: Vec<Uuid>,
+    /// Jobs still queued, oldest first, to be run again.
+    pub queued: Vec<Uuid>,
+}
+
+/// Durable job storage. Every method commits before its future resolves.
+pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Inserts a queued job, or returns the client's existing job with the
+    /// same idempotency key.
+    fn create(&self, job: NewJob) -> StoreFuture<'_, Created>;
+    /// One job by id.
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Option<JobRecord>>;
+    /// Jobs newest first.
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<JobRecord>>;
+    /// Moves a queued job to `running`; `None` if it is not queued (it was
+    /// cancelled meanwhile, or does not exist).
+    fn start(&self, id: Uuid, at: i64) -> StoreFuture<'_, Option<JobRecord>>;
+    /// Moves a running job to a final status with its outcome; false if it
+    /// was not running.
+    fn finish(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        outcome: Outcome,
+        at: i64,
+    ) -> StoreFuture<'_, bool>;
+    /// Cancels a job that is still queued; false if it is not queued.
+    fn cancel_queued(&self, id: Uuid, outcome: Outcome, at: i64) -> StoreFuture<'_, bool>;
+    /// Replaces a job's webhook delivery record.
+    fn set_callback(&self, id: Uuid, callback: Callback) -> StoreFuture<'_, ()>;
+    /// Start-up recovery: every `running` job becomes `failed` with
+    /// `interrupted` as its outcome, and the queued jobs are listed.
+    fn recover(&self, interrupted: Outcome, at: i64) -> StoreFuture<'_, Recovery>;
+    /// Final jobs whose webhook is still pending (the process stopped during
+    /// delivery), oldest first.
+    fn pending_callbacks(&self) -> StoreFuture<'_, Vec<JobRecord>>;
+    /// Checks that the database answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}

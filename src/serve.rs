@@ -1,0 +1,72 @@
+//! `strictpy serve`: loads the configuration, the guest and the store, then
+//! runs the HTTP job service until SIGTERM or Ctrl-C.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use clap::Args;
+use strictpy_sandbox::{Sandbox, SandboxConfig};
+use strictpy_server::{
+    Server,
+    config::{Config, FlagOverrides},
+};
+
+/// `strictpy serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML config file (see docs/configuration.md). `STRICTPY_*` variables
+    /// override it, and these flags override both.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Where the job database lives (default ./data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Jobs run at once (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Jobs that may wait for a worker (default 1000).
+    #[arg(long)]
+    pub queue_size: Option<usize>,
+    /// The guest module; defaults to `$STRICTPY_GUEST` or the one built next
+    /// to this binary.
+    #[arg(long, value_name = "FILE")]
+    pub guest: Option<PathBuf>,
+}
+
+/// Runs the service; returns the process exit code.
+pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let flags = FlagOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        guest: args.guest,
+        workers: args.workers,
+        queue_size: args.queue_size,
+    };
+    let config = Config::load(args.config.as_deref(), &flags)?;
+    let guest = crate::cli::guest_path(config.guest.as_deref())?;
+    let sandbox = Sandbox::new(&SandboxConfig::new(&guest))
+        .with_context(|| format!("loading the guest {}", guest.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strictpy-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        let data_dir = config.data_dir.clone();
+        let server = Server::start(config, Arc::new(sandbox)).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Scripts and tests read this line to find the port of `--listen
+        // 127.0.0.1:0`.
+        println!("strictpy: listening on http://{addr}");
+        tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+        strictpy_server::serve(server, listener, strictpy_server::shutdown_signal()).await?;
+        anyhow::Ok(0)
+    })
+}

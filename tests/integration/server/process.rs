@@ -1,0 +1,190 @@
+//! The real `strictpy serve` process: `kill -9` while a job runs and jobs
+//! wait, then a restart on the same data dir; and SIGTERM's graceful drain.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use serde_json::{Value, json};
+
+/// A running `strictpy serve` and its base URL.
+struct Process {
+    /// The child process.
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+}
+
+impl Process {
+    /// Starts `strictpy serve` on an ephemeral port with one worker and
+    /// waits for its "listening on" line.
+    fn start(data_dir: &Path) -> Self {
+        super::warm_guest_cache();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("STRICTPY_GUEST", crate::guest_path())
+            .env("STRICTPY_SHUTDOWN_GRACE_MS", "20000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn strictpy serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("strictpy: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+
+    async fn post(&self, client: &reqwest::Client, body: Value) -> Value {
+        let reply = client
+            .post(format!("{}/v1/jobs", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED);
+        reply.json().await.expect("json")
+    }
+
+    async fn get(&self, client: &reqwest::Client, id: &str) -> Value {
+        client
+            .get(format!("{}/v1/jobs/{id}", self.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Polls until `done` holds (bounded, so a broken server fails the test).
+    async fn until(
+        &self,
+        client: &reqwest::Client,
+        id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        for _ in 0..500 {
+            let job = self.get(client, id).await;
+            if done(&job) {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("job {id} never reached the expected state");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+fn id(job: &Value) -> String {
+    job["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let mut first = Process::start(dir.path());
+    let spinning = first
+        .post(
+            &client,
+            json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}}),
+        )
+        .await;
+    let spinning = id(&spinning);
+    first
+        .until(&client, &spinning, |j| j["status"] == "running")
+        .await;
+    let mut waiting = Vec::new();
+    for n in 0..3 {
+        let job = first
+            .post(&client, json!({"code": format!("print({n})")}))
+            .await;
+        assert_eq!(job["status"], "queued");
+        waiting.push(id(&job));
+    }
+    // SIGKILL: no chance to clean anything up.
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reap");
+    drop(first);
+
+    let second = Process::start(dir.path());
+    let interrupted = second.get(&client, &spinning).await;
+    assert_eq!(interrupted["status"], "failed", "{interrupted}");
+    assert_eq!(interrupted["error"]["kind"], "internal");
+    assert!(
+        interrupted["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("worker stopped")),
+        "{interrupted}"
+    );
+    assert!(interrupted["finished_at"].is_string());
+    for (n, job) in waiting.iter().enumerate() {
+        let done = second.until(&client, job, is_final).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["stdout"], format!("{n}\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let mut first = Process::start(dir.path());
+    let sleeper = first
+        .post(
+            &client,
+            json!({"code": "import time\ntime.sleep(2.0)\nprint('finished')"}),
+        )
+        .await;
+    let sleeper = id(&sleeper);
+    first
+        .until(&client, &sleeper, |j| j["status"] == "running")
+        .await;
+    let queued = id(&first.post(&client, json!({"code": "print('later')"})).await);
+    let status = Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = first.child.wait().expect("wait");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    drop(first);
+
+    let second = Process::start(dir.path());
+    let done = second.get(&client, &sleeper).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["stdout"], "finished\n");
+    let later = second.until(&client, &queued, is_final).await;
+    assert_eq!(later["status"], "succeeded", "{later}");
+    assert_eq!(later["stdout"], "later\n");
+}
