@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run test lint fmt fuzz clean
+.PHONY: all toolchain guest build run example test lint fmt fuzz bench clean
 
 all: build
 
@@ -28,7 +28,12 @@ guest: toolchain
 build: guest
 	$(CARGO) build --release $(CARGO_FLAGS)
 
+# Starts the HTTP job service on 127.0.0.1:8080 with embedded defaults (data
+# in ./data). `make example` runs one file through the CLI instead.
 run: build
+	$(STRICTPY) serve
+
+example: build
 	$(STRICTPY) run examples/hello.py
 
 test: build

@@ -174,10 +174,15 @@ pub struct Machine {
     pub cpu: String,
     /// This strictpy's version.
     pub strictpy: String,
-    /// CPython's `--version`, if it was found.
+    /// CPython's `--version` and path, if it was found.
     pub python3: Option<String>,
-    /// Native RustPython's `--version`, if it was found.
+    /// Native RustPython's `--version` and path, if it was found.
     pub rustpython: Option<String>,
+    /// The 1-minute load average when the run started: other work on the
+    /// machine skews every figure, so the report says how busy it was.
+    pub load_start: Option<f64>,
+    /// The 1-minute load average when the run ended.
+    pub load_end: Option<f64>,
 }
 
 /// Loading one sandbox configuration.
@@ -341,8 +346,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu: cpu_model(),
         strictpy: env!("CARGO_PKG_VERSION").to_owned(),
-        python3: python.as_ref().map(|p| p.version.clone()),
-        rustpython: rustpython.as_ref().map(|p| p.version.clone()),
+        python3: python.as_ref().map(Interpreter::describe),
+        rustpython: rustpython.as_ref().map(Interpreter::describe),
+        load_start: load_average(),
+        load_end: None,
     };
 
     let pool = PoolConfig {
@@ -482,6 +489,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     }
 
     progress.finish_and_clear();
+    report.machine.load_end = load_average();
     report.targets = targets(&report);
 
     if args.json {
@@ -866,6 +874,16 @@ fn check_latency(
         bytes: source.len(),
         latency: summarise(&samples),
     })
+}
+
+/// The 1-minute load average from /proc/loadavg.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The first CPU model name in /proc/cpuinfo.

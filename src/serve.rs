@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use clap::Args;
-use strictpy_sandbox::{Sandbox, SandboxConfig};
+use strictpy_sandbox::{PoolConfig, Sandbox, SandboxConfig};
 use strictpy_server::{
     Server,
     config::{Config, FlagOverrides},
@@ -47,7 +47,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     let config = Config::load(args.config.as_deref(), &flags)?;
     let guest = crate::cli::guest_path(config.guest.as_deref())?;
-    let sandbox = Sandbox::new(&SandboxConfig::new(&guest))
+    // One pooled instance slot per worker, each as large as the biggest
+    // memory a job may ask for: instantiation then only maps what a job
+    // touches, and stacks stay warm between jobs.
+    let (_, max_limits) = config.limits.resolve()?;
+    let mut sandbox_config = SandboxConfig::new(&guest);
+    sandbox_config.pool = Some(PoolConfig {
+        max_instances: u32::try_from(config.workers).unwrap_or(u32::MAX),
+        max_memory_mb: max_limits.memory_mb,
+    });
+    let sandbox = Sandbox::new(&sandbox_config)
         .with_context(|| format!("loading the guest {}", guest.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -52,11 +52,34 @@ impl Interpreter {
         } else {
             out.stdout
         };
+        // A version manager's shim (pyenv's `python3` is a shell script)
+        // would add its own start-up to every spawn, so time the interpreter
+        // it runs instead: the one `sys.executable` names.
+        let program = Command::new(&resolved)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|p| p.is_file())
+            .unwrap_or(resolved);
         Some(Self {
-            program: resolved,
+            program,
             flags: flags.iter().map(|s| (*s).to_owned()).collect(),
-            version: String::from_utf8_lossy(&text).trim().to_owned(),
+            // RustPython prints two lines (version, then build); keep them on one.
+            version: String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         })
+    }
+
+    /// Its version and the executable that runs, for the report.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.version, self.program.display())
     }
 
     /// Runs `code` once with `-c` and returns the wall time of the whole

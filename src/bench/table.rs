@@ -40,6 +40,12 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
+        "load average (1 min) at start {} and end {}",
+        opt(m.load_start, 2),
+        opt(m.load_end, 2)
+    );
+    let _ = writeln!(
+        out,
         "python3: {} · native rustpython: {}",
         m.python3.as_deref().unwrap_or("not found"),
         m.rustpython.as_deref().unwrap_or("not found (skipped)")

@@ -6,8 +6,8 @@ mod cli;
 mod escapes;
 mod isolation;
 mod modules;
-mod snapshot;
 mod server;
+mod snapshot;
 mod verdicts;
 
 use std::{collections::BTreeSet, path::PathBuf, sync::OnceLock};

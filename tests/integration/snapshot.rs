@@ -39,7 +39,10 @@ fn clocks_are_live_not_frozen() {
         .as_secs_f64();
     let value = result_of("import time\nresult = time.time()", &[]);
     let guest_now = value.as_f64().expect("a float");
-    assert!((guest_now - now).abs() < 120.0, "guest {guest_now} vs host {now}");
+    assert!(
+        (guest_now - now).abs() < 120.0,
+        "guest {guest_now} vs host {now}"
+    );
     let a = result_of("import time\nresult = time.time_ns()", &[]);
     let b = result_of("import time\nresult = time.time_ns()", &[]);
     assert_ne!(a, b);
@@ -68,9 +71,15 @@ fn preloaded_modules_still_obey_the_allowlist() {
         let mut j = job(&format!("import {module}"));
         j.allowlist = ["math".to_owned()].into_iter().collect();
         let out = sandbox().run(&j);
-        let err = out.error.unwrap_or_else(|| panic!("import {module} must fail"));
+        let err = out
+            .error
+            .unwrap_or_else(|| panic!("import {module} must fail"));
         assert_eq!(err.kind, Verdict::Exception, "{module}");
-        assert_eq!(err.exception_type.as_deref(), Some("ImportError"), "{module}");
+        assert_eq!(
+            err.exception_type.as_deref(),
+            Some("ImportError"),
+            "{module}"
+        );
     }
 }
 

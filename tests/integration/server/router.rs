@@ -501,7 +501,19 @@ async fn probes_metrics_and_openapi() {
         )
         .await;
     assert_eq!(job.json["error"]["kind"], "exception");
-    let metrics = s.call("GET", "/metrics", None).await;
+    // The worker records a finished job's metrics just after it stores the
+    // final state, so a `wait` answer can overtake them; poll briefly.
+    let mut metrics = s.call("GET", "/metrics", None).await;
+    for _ in 0..100 {
+        if metrics
+            .text
+            .contains("strictpy_job_latency_seconds_count 1")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        metrics = s.call("GET", "/metrics", None).await;
+    }
     assert_eq!(metrics.status, StatusCode::OK);
     for needle in [
         r#"strictpy_jobs_finished_total{status="failed",verdict="exception"} 1"#,
