@@ -117,7 +117,6 @@ pub extern "C" fn strictpy_init() {
             if let Err(exc) = frozen {
                 vm.print_exception(&exc);
             }
-
         });
         *cell.borrow_mut() = Some(interp);
     });
