@@ -30,11 +30,6 @@ fn guest() -> PathBuf {
 fn sandbox(fuel: bool) -> Sandbox {
     let mut config = SandboxConfig::new(guest());
     config.fuel_metering = fuel;
-    // The same separate cache directory as `strictpy bench`, so the fuel-off
-    // artefact does not evict the fuel-on one (they differ only in key).
-    if !fuel {
-        config.cache_dir = config.cache_dir.map(|d| d.join("fuel-off"));
-    }
     config.pool = Some(PoolConfig {
         max_instances: 4,
         max_memory_mb: Limits::default().memory_mb,

@@ -560,12 +560,6 @@ fn load(guest: &std::path::Path, pool: PoolConfig, fuel: bool) -> anyhow::Result
     let mut config = SandboxConfig::new(guest);
     config.fuel_metering = fuel;
     config.pool = Some(pool);
-    if !fuel {
-        // The cache prunes artefacts of the same variant under other keys, and
-        // fuel on and off differ only in key: sharing a directory, each would
-        // evict the other and every run would compile twice.
-        config.cache_dir = config.cache_dir.map(|d| d.join("fuel-off"));
-    }
     let started = Instant::now();
     let sandbox = Sandbox::new(&config)
         .with_context(|| format!("loading the guest (fuel metering {fuel})"))?;
@@ -922,13 +916,12 @@ fn targets(r: &Report) -> Vec<Target> {
     let best = r
         .throughput
         .iter()
-        .map(|t| t.jobs_per_s)
-        .max_by(f64::total_cmp);
+        .max_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
     out.push(Target {
         name: "trivial jobs/s in-process (best level)",
         goal: ">= 1500 jobs/s on 2 cores",
-        measured: best.map(|v| format!("{v:.0} jobs/s")),
-        met: best.map(|v| v >= 1500.0),
+        measured: best.map(|t| format!("{:.0}/s at c={}", t.jobs_per_s, t.concurrency)),
+        met: best.map(|t| t.jobs_per_s >= 1500.0),
     });
     let rp_ratios: Vec<f64> = r
         .suite
