@@ -49,6 +49,11 @@ fmt:
 	$(CARGO) fmt --all
 	cd guest && $(CARGO) fmt
 
+# The benchmark harness: latency, throughput, fuel calibration, RSS, the CPU
+# micro-suite against CPython; docs/benchmarks.md explains each row.
+bench: build
+	$(STRICTPY) bench
+
 # A short fuzzing smoke run of the analyzer (not part of `make test`).
 fuzz:
 	bash fuzz/smoke.sh

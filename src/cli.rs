@@ -106,6 +106,10 @@ struct RunArgs {
     /// Print where the time went (instantiate, VM init, run) to stderr.
     #[arg(long)]
     timings: bool,
+    /// Build the Python VM inside this job instead of starting from the
+    /// pre-initialised snapshot (to measure what the snapshot saves).
+    #[arg(long)]
+    no_snapshot: bool,
 }
 
 /// The parts of a config file the CLI reads.
@@ -280,7 +284,9 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     )?;
     let guest = guest_path(args.guest.as_deref())?;
     let load_started = std::time::Instant::now();
-    let sandbox = match Sandbox::new(&SandboxConfig::new(&guest)) {
+    let mut config = SandboxConfig::new(&guest);
+    config.snapshot = !args.no_snapshot;
+    let sandbox = match Sandbox::new(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("strictpy: {e}");

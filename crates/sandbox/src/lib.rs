@@ -404,7 +404,14 @@ impl Sandbox {
                 &engine,
                 &config.guest,
                 config.cache_dir.as_deref(),
-                "snapshot-v1",
+                // Fuel metering changes the compiled code; name it in the
+                // variant so a fuel-off artefact does not prune the fuel-on
+                // one (both may be in use at once, as in `strictpy bench`).
+                if config.fuel_metering {
+                    "snapshot-v1"
+                } else {
+                    "snapshot-v1-nofuel"
+                },
                 |wasm| {
                     // The snapshot's randomness (and so its hash secret) is
                     // derived from the guest itself: the same guest gives the
@@ -427,7 +434,11 @@ impl Sandbox {
                 &engine,
                 &config.guest,
                 config.cache_dir.as_deref(),
-                "plain",
+                if config.fuel_metering {
+                    "plain"
+                } else {
+                    "plain-nofuel"
+                },
                 |w| Ok(w.to_vec()),
             )?
         };

@@ -96,14 +96,8 @@ pub fn encode_input(job: &Job) -> Result<Vec<u8>, String> {
 /// An `internal` outcome with no output.
 pub fn internal(message: &str, usage: Usage) -> Outcome {
     Outcome {
-        status: Status::Failed,
-        stdout: String::new(),
-        stderr: String::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        result: None,
-        error: Some(RunError::new(Verdict::Internal, message)),
         usage,
+        ..Outcome::failed(Verdict::Internal, message)
     }
 }
 

@@ -94,13 +94,14 @@ pub struct Limits {
 
 impl Default for Limits {
     /// The seed's defaults: 5 s and 1024 MB. Fuel sits just above what 5 s of
-    /// guest CPU burns on the reference machine (about 9.1e9 fuel per second in
-    /// a tight interpreter loop, see docs/benchmarks.md), so the timeout fires
-    /// first on a busy loop and fuel is the deterministic backstop.
+    /// guest CPU burns on the reference machine (about 1.1e10 fuel per second
+    /// in a tight interpreter loop, `strictpy bench`'s calibration row in
+    /// docs/benchmarks.md), so on an idle machine the timeout fires first on a
+    /// busy loop and fuel is the deterministic backstop.
     fn default() -> Self {
         Self {
             timeout_ms: 5_000,
-            fuel: 50_000_000_000,
+            fuel: 60_000_000_000,
             memory_mb: 1024,
             max_output_bytes: 1024 * 1024,
         }
@@ -112,7 +113,7 @@ impl Limits {
     pub fn default_max() -> Self {
         Self {
             timeout_ms: 60_000,
-            fuel: 600_000_000_000,
+            fuel: 700_000_000_000,
             memory_mb: 2048,
             max_output_bytes: 16 * 1024 * 1024,
         }
