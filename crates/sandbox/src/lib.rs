@@ -399,49 +399,41 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         link_strictpy(&mut linker).map_err(|e| SandboxError::Link(e.to_string()))?;
 
-        let (module, loaded_from) = if config.snapshot {
-            cache::load(
-                &engine,
-                &config.guest,
-                config.cache_dir.as_deref(),
-                // Fuel metering changes the compiled code; name it in the
-                // variant so a fuel-off artefact does not prune the fuel-on
-                // one (both may be in use at once, as in `strictpy bench`).
-                if config.fuel_metering {
-                    "snapshot-v1"
-                } else {
-                    "snapshot-v1-nofuel"
-                },
-                |wasm| {
-                    // The snapshot's randomness (and so its hash secret) is
-                    // derived from the guest itself: the same guest gives the
-                    // same snapshot, and the same fuel counts, everywhere.
-                    let digest = blake3::hash(wasm);
-                    let mut seed = [0u8; 8];
-                    seed.copy_from_slice(&digest.as_bytes()[..8]);
-                    let state = JobState::new(
-                        JobIo::default(),
-                        Some(u64::from_le_bytes(seed)),
-                        usize::MAX,
-                        Arc::new(AtomicBool::new(false)),
-                        Instant::now(),
-                    );
-                    snapshot::wizen(&engine, &linker, wasm, state, config.fuel_metering)
-                },
-            )?
-        } else {
-            cache::load(
-                &engine,
-                &config.guest,
-                config.cache_dir.as_deref(),
-                if config.fuel_metering {
-                    "plain"
-                } else {
-                    "plain-nofuel"
-                },
-                |w| Ok(w.to_vec()),
-            )?
+        // The preparation and fuel metering both change the compiled code;
+        // naming them in the variant keeps a fuel-off or plain artefact from
+        // pruning the default one (both may be in use at once, as in
+        // `strictpy bench`).
+        let variant = match (config.snapshot, config.fuel_metering) {
+            (true, true) => "snapshot-v1",
+            (true, false) => "snapshot-v1-nofuel",
+            (false, true) => "plain",
+            (false, false) => "plain-nofuel",
         };
+        let (module, loaded_from) = cache::load(
+            &engine,
+            &config.guest,
+            config.cache_dir.as_deref(),
+            variant,
+            |wasm| {
+                if !config.snapshot {
+                    return Ok(wasm.to_vec());
+                }
+                // The snapshot's randomness (and so its hash secret) is
+                // derived from the guest itself: the same guest gives the
+                // same snapshot, and the same fuel counts, everywhere.
+                let digest = blake3::hash(wasm);
+                let mut seed = [0u8; 8];
+                seed.copy_from_slice(&digest.as_bytes()[..8]);
+                let state = JobState::new(
+                    JobIo::default(),
+                    Some(u64::from_le_bytes(seed)),
+                    usize::MAX,
+                    Arc::new(AtomicBool::new(false)),
+                    Instant::now(),
+                );
+                snapshot::wizen(&engine, &linker, wasm, state, config.fuel_metering)
+            },
+        )?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| SandboxError::Link(e.to_string()))?;
