@@ -313,14 +313,7 @@ impl Scanner<'_> {
             if self.peek(1) == Some(b'{') {
                 self.pos += 2;
             } else {
-                if self.open() {
-                    return Step::TooDeep;
-                }
-                self.pos += 1;
-                self.frames.push(Frame::Field {
-                    floor: self.depth,
-                    quote,
-                });
+                return self.open_field(quote);
             }
         } else {
             self.pos += 1;
@@ -328,18 +321,25 @@ impl Scanner<'_> {
         Step::Go
     }
 
+    /// Enters a replacement field at the current `{`: it counts as one more
+    /// level of nesting, and the field remembers where it started.
+    fn open_field(&mut self, quote: Quote) -> Step {
+        if self.open() {
+            return Step::TooDeep;
+        }
+        self.pos += 1;
+        self.frames.push(Frame::Field {
+            floor: self.depth,
+            quote,
+        });
+        Step::Go
+    }
+
     /// One step in a format spec.
     fn spec(&mut self, quote: Quote) -> Step {
         let b = self.bytes[self.pos];
         if b == b'{' {
-            if self.open() {
-                return Step::TooDeep;
-            }
-            self.pos += 1;
-            self.frames.push(Frame::Field {
-                floor: self.depth,
-                quote,
-            });
+            return self.open_field(quote);
         } else if b == b'}' {
             // Ends the spec and the field it belongs to.
             self.pos += 1;
