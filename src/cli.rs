@@ -17,13 +17,13 @@ use strictpy_sandbox::{CancelHandle, Job, Sandbox, SandboxConfig};
 use strictpy_types::{LimitOverrides, Limits, Outcome, Policy, Status, Violation};
 
 /// Exit code for a successful run or a clean check.
-const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Exit code for a run that failed (exception, limit, internal error).
-const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code for code the static check rejected.
-const EXIT_REJECTED: u8 = 2;
+pub(crate) const EXIT_REJECTED: u8 = 2;
 /// Exit code for bad command-line usage or unreadable inputs.
-const EXIT_USAGE: u8 = 64;
+pub(crate) const EXIT_USAGE: u8 = 64;
 
 /// Runs untrusted Python in RustPython under wasmtime, with a static policy check.
 #[derive(Debug, Parser)]
@@ -46,6 +46,11 @@ enum Command {
     /// Measure job latency, throughput, fuel, memory and the CPU micro-suite
     /// against CPython, and print a table.
     Bench(crate::bench::BenchArgs),
+    /// Create, list and revoke API tokens in the data dir's store.
+    Token(crate::token::TokenArgs),
+    /// Send a file to a running strictpy server (token from
+    /// `$STRICTPY_TOKEN`) and print the verdict as `run` does.
+    Submit(crate::submit::SubmitArgs),
 }
 
 /// Options shared by `run` and `check`.
@@ -134,6 +139,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Serve(args) => crate::serve::serve(args),
         Command::Bench(args) => crate::bench::bench(args),
+        Command::Submit(args) => crate::submit::submit(args),
+        Command::Token(args) => crate::token::token(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -144,7 +151,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn read_source(file: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_source(file: &str) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if file == "-" {
         std::io::stdin()
@@ -325,7 +332,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 /// Prints an outcome: one JSON object, or the program's output plus a
 /// one-line verdict on stderr.
-pub fn report(outcome: &Outcome, json: bool, timings: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn report(outcome: &Outcome, json: bool, timings: Option<&str>) -> anyhow::Result<()> {
     if let Some(t) = timings {
         eprintln!("{t}");
     }

@@ -4,6 +4,8 @@
 mod bench;
 mod cli;
 mod serve;
+mod submit;
+mod token;
 
 use std::process::ExitCode;
 
@@ -14,8 +16,15 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
+    // Every line passes through the redactor, so credentials that reach a
+    // log (a header, a query string, a dependency's debug output) are
+    // replaced before they are written. Colours only on a terminal: escape
+    // codes in files would also get between a field's name and its value.
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(strictpy_server::redact::RedactingWriter::new(
+            std::io::stderr,
+        ))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRICTPY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),

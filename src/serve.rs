@@ -8,7 +8,7 @@ use clap::Args;
 use strictpy_sandbox::{PoolConfig, Sandbox, SandboxConfig};
 use strictpy_server::{
     Server,
-    config::{Config, FlagOverrides},
+    config::{Config, FlagOverrides, TlsConfig},
 };
 
 /// `strictpy serve`.
@@ -34,6 +34,16 @@ pub struct ServeArgs {
     /// to this binary.
     #[arg(long, value_name = "FILE")]
     pub guest: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address; only for use behind a
+    /// proxy that terminates TLS.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 /// Runs the service; returns the process exit code.
@@ -44,8 +54,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         guest: args.guest,
         workers: args.workers,
         queue_size: args.queue_size,
+        tls: TlsConfig {
+            cert: args.tls_cert,
+            key: args.tls_key,
+        },
+        allow_insecure_http: args.allow_insecure_http.then_some(true),
     };
     let config = Config::load(args.config.as_deref(), &flags)?;
+    // A bad certificate is reported before the slow part (loading the guest).
+    let tls = strictpy_server::tls::load(&config.tls)?;
     let guest = crate::cli::guest_path(config.guest.as_deref())?;
     // One pooled instance slot per worker, each as large as the biggest
     // memory a job may ask for: instantiation then only maps what a job
@@ -71,11 +88,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // Scripts and tests read this line to find the port of `--listen
         // 127.0.0.1:0`.
-        println!("strictpy: listening on http://{addr}");
-        tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
-        strictpy_server::serve(server, listener, strictpy_server::shutdown_signal()).await?;
+        println!("strictpy: listening on {scheme}://{addr}");
+        tracing::info!(%addr, scheme, data_dir = %data_dir.display(), "serving");
+        let signal = strictpy_server::shutdown_signal();
+        match tls {
+            Some(tls) => strictpy_server::serve_tls(server, listener, tls, signal).await?,
+            None => strictpy_server::serve(server, listener, signal).await?,
+        }
         anyhow::Ok(0)
     })
 }

@@ -6,8 +6,10 @@ mod cli;
 mod escapes;
 mod isolation;
 mod modules;
+mod security;
 mod server;
 mod snapshot;
+mod submit;
 mod verdicts;
 
 use std::{collections::BTreeSet, path::PathBuf, sync::OnceLock};

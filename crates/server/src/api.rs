@@ -17,9 +17,7 @@ use axum::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use strictpy_store::{
-    Callback, Created, DEFAULT_CLIENT, DeliveryState, JobRecord, JobSpec, ListQuery, NewJob,
-};
+use strictpy_store::{Callback, Created, DeliveryState, JobRecord, JobSpec, ListQuery, NewJob};
 use strictpy_types::{
     JobStatus, LimitOverrides, Limits, Outcome, RunError, Usage, Verdict, Violation,
 };
@@ -30,6 +28,8 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    audit::Event,
+    auth::{Auth, Principal, Scope},
     error::{ApiError, ErrorBody},
     now_ms,
     webhook::{WebhookError, check_url, parse_url},
@@ -210,7 +210,8 @@ pub struct JobView {
     pub callback: Option<CallbackView>,
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -317,9 +318,32 @@ pub struct Health {
         title = "strictpy",
         description = "Runs untrusted Python in RustPython under wasmtime, with a static policy check."
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme the operations refer to.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (spk_...) or an access token (spa_...); see docs/security.md",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The API routes, each registered together with its OpenAPI operation.
 fn api_router() -> OpenApiRouter<AppState> {
@@ -328,6 +352,19 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_batch))
         .routes(routes!(get_job, cancel_job))
         .routes(routes!(check))
+        .routes(routes!(
+            crate::admin::create_token,
+            crate::admin::list_tokens
+        ))
+        .routes(routes!(crate::admin::revoke_token))
+        .routes(routes!(crate::admin::oauth_token))
+        .routes(routes!(crate::admin::oauth_refresh))
+        .routes(routes!(crate::admin::oauth_revoke))
+        .routes(routes!(crate::admin::audit_log))
+        .routes(routes!(crate::admin::export_tenant))
+        .routes(routes!(crate::admin::erase_tenant))
+        .routes(routes!(crate::admin::rotate_webhook_secret))
+        .routes(routes!(crate::admin::retire_webhook_secret))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -360,13 +397,37 @@ pub fn app(state: AppState) -> Router {
                 ApiError::internal("a handler panicked").into_response()
             },
         ))
-        .layer(TraceLayer::new_for_http())
+        // The client IP and the allowlist, before everything listed above
+        // (which this layer wraps) and every handler: authentication and
+        // rate limits read `net::ClientIp` from the request's extensions,
+        // and refused addresses never get to try a token.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::net::guard,
+        ))
+        // Spans and events at debug, with method, URI and status only: no
+        // headers (credentials) and no bodies (code, context) ever.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new()
+                        .level(tracing::Level::DEBUG)
+                        .include_headers(false),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::DEBUG)
+                        .include_headers(false),
+                ),
+        )
         .with_state(state)
 }
 
 /// Reads a JSON body: `413` past the cap, `400` for bad JSON, a wrong type
 /// or an unknown field (with the position and serde's message).
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -411,7 +472,15 @@ fn allowlist(state: &AppState, allow: &[String]) -> Result<BTreeSet<String>, Api
 
 /// Validates a job request the way `strictpy check` and `strictpy run` do:
 /// allowlist, limits, context keys, callback URL, then the static check.
-async fn prepare(state: &AppState, req: JobRequest) -> Result<Prepared, ApiError> {
+async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<Prepared, ApiError> {
+    let caps = state.config.input;
+    if let Some(stdin) = &req.stdin {
+        too_large("stdin", stdin.len(), caps.max_stdin_bytes)?;
+    }
+    if let Some(context) = &req.context {
+        let size = serde_json::to_vec(context).map_or(usize::MAX, |v| v.len());
+        too_large("context", size, caps.max_context_bytes)?;
+    }
     let allowlist = allowlist(state, &req.allow)?;
     let limits = state
         .default_limits
@@ -452,7 +521,7 @@ async fn prepare(state: &AppState, req: JobRequest) -> Result<Prepared, ApiError
             .await
             .map_err(refused)?;
     }
-    let code = static_check(state, req.code, allowlist.clone()).await?;
+    let code = static_check(state, who, req.code, allowlist.clone()).await?;
     let spec = JobSpec {
         code,
         stdin: req.stdin.unwrap_or_default(),
@@ -474,10 +543,24 @@ async fn prepare(state: &AppState, req: JobRequest) -> Result<Prepared, ApiError
     })
 }
 
+/// `422 field_too_large` when a field is over its cap.
+fn too_large(field: &str, size: usize, max: usize) -> Result<(), ApiError> {
+    if size <= max {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "field_too_large",
+        format!("`{field}` is {size} bytes; the most this server accepts is {max}"),
+    )
+    .with_details(json!({ "field": field, "size": size, "max_bytes": max })))
+}
+
 /// Runs the analyzer off the async threads (a large source takes a few ms);
 /// returns the source with a BOM dropped, or `422` with the violations.
+/// Forbidden imports, builtins and attributes are audited as attempts.
 async fn static_check(
     state: &AppState,
+    who: &Principal,
     code: String,
     allowlist: BTreeSet<String>,
 ) -> Result<String, ApiError> {
@@ -493,6 +576,25 @@ async fn static_check(
             .strip_prefix('\u{feff}')
             .map_or(code.clone(), str::to_owned)),
         (v, _) => {
+            let attempts: Vec<_> = v
+                .iter()
+                .filter(|x| {
+                    matches!(
+                        x.rule,
+                        Verdict::ForbiddenImport
+                            | Verdict::ForbiddenBuiltin
+                            | Verdict::ForbiddenAttribute
+                    )
+                })
+                .map(|x| json!({ "rule": x.rule, "name": x.name, "line": x.line }))
+                .collect();
+            if !attempts.is_empty() {
+                state.audit.record(
+                    Event::new("policy_violation")
+                        .principal(who)
+                        .details(json!({ "violations": attempts })),
+                );
+            }
             let message = match v.as_slice() {
                 [one] => one.message.clone(),
                 [first, rest @ ..] => format!("{} (and {} more)", first.message, rest.len()),
@@ -506,25 +608,42 @@ async fn static_check(
 
 /// Stores a prepared job and queues it. Returns the job and whether it is a
 /// replay of an earlier request with the same idempotency key.
-async fn submit(state: &AppState, prepared: Prepared) -> Result<(JobRecord, bool), ApiError> {
+async fn submit(
+    state: &AppState,
+    who: &Principal,
+    prepared: Prepared,
+) -> Result<(JobRecord, bool), ApiError> {
     if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::shutting_down());
     }
     // Take a queue place first, so a stored job always has one; a replay
     // gives it back when the slot drops.
     let slot = state.queue.try_reserve().ok_or_else(ApiError::queue_full)?;
+    // Count the job against its token before it exists, so two racing
+    // submissions cannot both take the last place; anything but a new job
+    // gives the place back.
+    let id = Uuid::now_v7();
+    state
+        .guard
+        .start_job(&who.budget_key, id, who.limits.concurrent_jobs)
+        .map_err(|r| crate::auth::refused(state, r, Event::new("rate_limited").principal(who)))?;
     let created = state
         .store
         .create(NewJob {
-            id: Uuid::now_v7(),
-            client: DEFAULT_CLIENT.to_owned(),
+            id,
+            tenant: who.tenant.clone(),
+            token_id: Some(who.token_id.clone()),
             idempotency_key: prepared.idempotency_key,
             request_hash: prepared.request_hash.clone(),
             created_at: now_ms(),
             spec: prepared.spec,
             callback_url: prepared.callback_url,
         })
-        .await?;
+        .await
+        .inspect_err(|_| state.guard.end_job(id))?;
+    if !matches!(created, Created::New(_)) {
+        state.guard.end_job(id);
+    }
     match created {
         Created::New(job) => {
             slot.push(job.id);
@@ -580,12 +699,14 @@ fn job_response(job: &JobRecord, replayed: bool) -> Response {
 )]
 async fn create_job(
     State(state): State<AppState>,
+    Auth(who): Auth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    who.require(&state, Scope::JobsWrite)?;
     let req: JobRequest = parse_body(body)?;
     let wait = req.wait;
-    let prepared = prepare(&state, req).await?;
-    let (mut job, replayed) = submit(&state, prepared).await?;
+    let prepared = prepare(&state, &who, req).await?;
+    let (mut job, replayed) = submit(&state, &who, prepared).await?;
     if wait && !job.status.is_final() {
         let max_wait = Duration::from_millis(state.config.max_wait_ms);
         if let Some(done) = wait_final(&state, job.id, max_wait).await? {
@@ -613,8 +734,10 @@ async fn create_job(
 )]
 async fn create_batch(
     State(state): State<AppState>,
+    Auth(who): Auth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    who.require(&state, Scope::JobsWrite)?;
     let batch: BatchRequest = parse_body(body)?;
     if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
         return Err(ApiError::unprocessable(
@@ -635,8 +758,8 @@ async fn create_batch(
                 )
                 .with_details(json!({ "field": "wait" })));
             }
-            let prepared = prepare(&state, req).await?;
-            submit(&state, prepared).await
+            let prepared = prepare(&state, &who, req).await?;
+            submit(&state, &who, prepared).await
         }
         .await;
         items.push(match result {
@@ -660,6 +783,15 @@ fn job_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
     Uuid::parse_str(&raw).map_err(|_| ApiError::not_found(format!("no job {raw}")))
 }
 
+/// The caller's job `id`; another tenant's job is `404` exactly like an
+/// unknown id, so ids reveal nothing across tenants.
+async fn own_job(state: &AppState, who: &Principal, id: Uuid) -> Result<JobRecord, ApiError> {
+    match state.store.get(id).await? {
+        Some(job) if job.tenant == who.tenant => Ok(job),
+        _ => Err(ApiError::not_found(format!("no job {id}"))),
+    }
+}
+
 /// Get a job.
 #[utoipa::path(
     get,
@@ -673,14 +805,12 @@ fn job_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
 )]
 async fn get_job(
     State(state): State<AppState>,
+    Auth(who): Auth,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
+    who.require(&state, Scope::JobsRead)?;
     let id = job_id(path)?;
-    let job = state
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let job = own_job(&state, &who, id).await?;
     Ok(Json(JobView::from(&job)))
 }
 
@@ -703,14 +833,12 @@ async fn get_job(
 )]
 async fn cancel_job(
     State(state): State<AppState>,
+    Auth(who): Auth,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    who.require(&state, Scope::JobsWrite)?;
     let id = job_id(path)?;
-    let job = state
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let job = own_job(&state, &who, id).await?;
     if job.status.is_final() {
         if job.status == JobStatus::Cancelled {
             return Ok(job_response(&job, false));
@@ -729,7 +857,7 @@ async fn cancel_job(
         .await?
     {
         state.queue.remove(id);
-        state.job_final(id, JobStatus::Cancelled, &outcome, job.created_at);
+        state.job_final(&job, JobStatus::Cancelled, &outcome);
     } else if let Some(running) = state.running_jobs().get(&id) {
         running
             .by_user
@@ -755,8 +883,10 @@ async fn cancel_job(
 )]
 async fn list_jobs(
     State(state): State<AppState>,
+    Auth(who): Auth,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
+    who.require(&state, Scope::JobsRead)?;
     let Query(params) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -774,7 +904,7 @@ async fn list_jobs(
     let jobs = state
         .store
         .list(ListQuery {
-            client: DEFAULT_CLIENT.to_owned(),
+            tenant: who.tenant.clone(),
             status: params.status,
             before,
             limit,
@@ -801,7 +931,7 @@ async fn list_jobs(
 
 /// Cursors are opaque to clients: a version tag and the last id seen, so the
 /// format can change without breaking anyone who treats them as tokens.
-fn encode_cursor(id: Uuid) -> String {
+pub(crate) fn encode_cursor(id: Uuid) -> String {
     format!("c1{}", id.simple())
 }
 
@@ -825,11 +955,13 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
 )]
 async fn check(
     State(state): State<AppState>,
+    Auth(who): Auth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CheckResponse>, ApiError> {
+    who.require(&state, Scope::Check)?;
     let req: CheckRequest = parse_body(body)?;
     let allowlist = allowlist(&state, &req.allow)?;
-    match static_check(&state, req.code, allowlist).await {
+    match static_check(&state, &who, req.code, allowlist).await {
         Ok(_) => Ok(Json(CheckResponse {
             ok: true,
             violations: Vec::new(),
@@ -851,6 +983,7 @@ async fn check(
     get,
     path = "/healthz",
     tag = "probes",
+    security(()),
     responses((status = 200, description = "Alive", body = Health))
 )]
 async fn healthz() -> Json<Health> {
@@ -865,6 +998,7 @@ async fn healthz() -> Json<Health> {
     get,
     path = "/readyz",
     tag = "probes",
+    security(()),
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Not ready", body = Health),
@@ -894,6 +1028,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     get,
     path = "/metrics",
     tag = "probes",
+    security(()),
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -914,6 +1049,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     get,
     path = "/openapi.json",
     tag = "probes",
+    security(()),
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
 )]
 async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {

@@ -14,6 +14,12 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use strictpy_types::{LimitOverrides, Limits, Policy};
 
+use crate::net::Cidr;
+
+mod security;
+
+pub use security::{AuthConfig, InputLimits, LockoutConfig, RateLimitConfig, RetentionConfig};
+
 /// The top-level keys, so environment variables meant for other parts of
 /// strictpy (`STRICTPY_GUEST` is one of ours, `STRICTPY_LOG` is not) do not
 /// trip the unknown-key check.
@@ -29,6 +35,15 @@ const KEYS: &[&str] = &[
     "limits",
     "policy",
     "webhook",
+    "auth",
+    "rate_limit",
+    "lockout",
+    "retention",
+    "input",
+    "tls",
+    "allow_insecure_http",
+    "network",
+    "encryption",
 ];
 
 /// Why the configuration could not be loaded.
@@ -68,6 +83,25 @@ pub struct Config {
     pub policy: Policy,
     /// Webhook delivery.
     pub webhook: WebhookConfig,
+    /// Token lifetimes and the first-start admin token.
+    pub auth: AuthConfig,
+    /// Per-token and per-IP rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Failed-auth lockout.
+    pub lockout: LockoutConfig,
+    /// How long jobs and audit events are kept.
+    pub retention: RetentionConfig,
+    /// Caps on request fields.
+    pub input: InputLimits,
+    /// Built-in TLS; off unless both files are set.
+    pub tls: TlsConfig,
+    /// Serve plain HTTP on a non-loopback address: only behind a proxy that
+    /// terminates TLS.
+    pub allow_insecure_http: bool,
+    /// The IP allowlist and the proxies trusted for `X-Forwarded-For`.
+    pub network: NetworkConfig,
+    /// Where the keys that encrypt job data at rest come from.
+    pub encryption: EncryptionConfig,
 }
 
 impl Default for Config {
@@ -84,8 +118,68 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             policy: Policy::default(),
             webhook: WebhookConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            lockout: LockoutConfig::default(),
+            retention: RetentionConfig::default(),
+            input: InputLimits::default(),
+            tls: TlsConfig::default(),
+            allow_insecure_http: false,
+            network: NetworkConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
+}
+
+/// Built-in TLS: a PEM certificate chain and its PEM private key. Both or
+/// neither.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (`--tls-cert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The private key: PKCS#8, PKCS#1 or SEC1 (`--tls-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// True when TLS is configured.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() || self.key.is_some()
+    }
+
+    /// True when neither file is set (and so nothing to serialize).
+    fn is_unset(&self) -> bool {
+        !self.enabled()
+    }
+}
+
+/// Encryption at rest (see `docs/security.md`). The keys themselves come from
+/// `STRICTPY_ENCRYPTION_KEY` when it is set, which wins over any file; that
+/// variable is deliberately not a config key, so keys never sit in a config
+/// file next to other settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A key file (mode 0600) to use instead of the one generated in
+    /// `<data_dir>/encryption-keys`; it must exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Who may call: the IP allowlist, and the proxies whose `X-Forwarded-For`
+/// is believed. See `crate::net`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Client addresses allowed to call (CIDR ranges or addresses); empty
+    /// allows everyone. Others get `403 ip_not_allowed`.
+    pub allow: Vec<Cidr>,
+    /// Proxies (CIDR ranges or addresses) whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Default and maximum limits. Each table names only the limits it changes;
@@ -128,6 +222,9 @@ pub struct WebhookConfig {
     /// The HMAC key for `Strictpy-Signature`. Unset: a random secret is made
     /// once and kept in `<data_dir>/webhook-secret`.
     pub secret: Option<String>,
+    /// A second key that deliveries are also signed with while receivers
+    /// move to `secret` (each delivery then carries two `v1=` signatures).
+    pub previous_secret: Option<String>,
     /// Attempts per delivery, the first included.
     pub max_attempts: u32,
     /// Timeout of one attempt, in milliseconds.
@@ -148,6 +245,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            previous_secret: None,
             max_attempts: 5,
             timeout_ms: 10_000,
             backoff_base_ms: 500,
@@ -177,9 +275,23 @@ pub struct FlagOverrides {
     /// `--queue-size`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_size: Option<usize>,
+    /// `--tls-cert` and `--tls-key`.
+    #[serde(skip_serializing_if = "TlsConfig::is_unset")]
+    pub tls: TlsConfig,
+    /// `--allow-insecure-http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_insecure_http: Option<bool>,
 }
 
 impl Config {
+    /// The encryption keys, from `STRICTPY_ENCRYPTION_KEY`, else
+    /// `encryption.key_file`, else `<data_dir>/encryption-keys` (generated on
+    /// first start). `strictpy serve` and every CLI command that opens the
+    /// store go through here, so they always agree on the keys.
+    pub fn keyring(&self) -> Result<strictpy_store::Keyring, strictpy_store::KeyError> {
+        strictpy_store::Keyring::from_env(&self.data_dir, self.encryption.key_file.as_deref())
+    }
+
     /// Loads the configuration: built-in defaults, then `file`, then
     /// `STRICTPY_*` variables (`__` separates nested keys, as in
     /// `STRICTPY_WEBHOOK__SECRET`), then `flags`.
@@ -207,7 +319,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what serde cannot: non-zero sizes and consistent limits.
+    /// Checks what serde cannot: non-zero sizes, consistent limits, both
+    /// TLS files or neither, and no plain HTTP on a non-loopback address
+    /// unless `allow_insecure_http` says a TLS-terminating proxy is in front.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == 0 {
             return Err(ConfigError::Invalid("workers must be at least 1".into()));
@@ -221,6 +335,19 @@ impl Config {
             ));
         }
         self.limits.resolve()?;
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key (--tls-cert, --tls-key) must be set together".into(),
+            ));
+        }
+        if !self.tls.enabled() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve plain HTTP on {}, which is not a loopback address: \
+                 set tls.cert and tls.key (--tls-cert, --tls-key), or, if a proxy in \
+                 front terminates TLS, allow_insecure_http = true (--allow-insecure-http)",
+                self.listen
+            )));
+        }
         Ok(())
     }
 }
@@ -230,6 +357,28 @@ impl Config {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_variable_is_not_a_config_key_but_the_key_file_is() {
+        figment::Jail::expect_with(|jail| {
+            // `STRICTPY_ENCRYPTION_KEY` reads as the top-level key
+            // `encryption_key`: it must be neither rejected nor loaded.
+            jail.set_env("STRICTPY_ENCRYPTION_KEY", "k:00");
+            jail.set_env("STRICTPY_ENCRYPTION__KEY_FILE", "/etc/strictpy/keys");
+            let config =
+                Config::load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.encryption.key_file.as_deref(),
+                Some(Path::new("/etc/strictpy/keys"))
+            );
+            jail.create_file("enc.toml", "[encryption]\nkey = \"00\"\n")?;
+            assert!(
+                Config::load(Some(Path::new("enc.toml")), &FlagOverrides::default()).is_err(),
+                "keys are not accepted in the config file"
+            );
+            Ok(())
+        });
+    }
 
     #[test]
     fn file_env_and_flags_merge_in_order() {
@@ -280,5 +429,73 @@ mod tests {
             assert!(err.to_string().contains("timeout_ms"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn transport_and_network_settings_load_and_validate() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "net.toml",
+                r#"
+                listen = "0.0.0.0:8443"
+                [tls]
+                cert = "cert.pem"
+                [network]
+                allow = ["10.0.0.0/8", "192.0.2.7"]
+                trusted_proxies = ["::1"]
+                "#,
+            )?;
+            jail.set_env("STRICTPY_TLS__KEY", "key.pem");
+            let config = Config::load(Some(Path::new("net.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.tls.key.as_deref(), Some(Path::new("key.pem")));
+            let allow: Vec<String> = config.network.allow.iter().map(|c| c.to_string()).collect();
+            assert_eq!(allow, ["10.0.0.0/8", "192.0.2.7/32"]);
+            assert_eq!(config.network.trusted_proxies[0].to_string(), "::1/128");
+
+            // Flags override the file; an empty flag set leaves it alone.
+            let flags = FlagOverrides {
+                tls: TlsConfig {
+                    cert: Some("flag.pem".into()),
+                    key: None,
+                },
+                ..Default::default()
+            };
+            let config =
+                Config::load(Some(Path::new("net.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.tls.cert.as_deref(), Some(Path::new("flag.pem")));
+            assert_eq!(config.tls.key.as_deref(), Some(Path::new("key.pem")));
+
+            jail.create_file("bad-cidr.toml", "[network]\nallow = [\"10.0.0.0/99\"]\n")?;
+            let err = Config::load(Some(Path::new("bad-cidr.toml")), &FlagOverrides::default())
+                .expect_err("bad CIDR");
+            assert!(err.to_string().contains("10.0.0.0/99"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_allowed() {
+        let mut config = Config {
+            listen: "0.0.0.0:8080".parse().expect("addr"),
+            ..Config::default()
+        };
+        let err = config.validate().expect_err("plain HTTP on 0.0.0.0");
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        config.allow_insecure_http = true;
+        assert!(config.validate().is_ok());
+        config.allow_insecure_http = false;
+        config.tls.cert = Some("c.pem".into());
+        let err = config.validate().expect_err("cert without key");
+        assert!(err.to_string().contains("together"), "{err}");
+        config.tls.key = Some("k.pem".into());
+        assert!(config.validate().is_ok());
+        for loopback in ["127.0.0.1:0", "[::1]:0"] {
+            let config = Config {
+                listen: loopback.parse().expect("addr"),
+                ..Config::default()
+            };
+            assert!(config.validate().is_ok(), "{loopback}");
+        }
     }
 }

@@ -40,8 +40,10 @@ pub struct ApiError {
     pub message: String,
     /// See [`ErrorDetail::details`].
     pub details: Value,
-    /// Seconds for a `Retry-After` header, for `503`s.
+    /// Seconds for a `Retry-After` header, for `503`s and `429`s.
     pub retry_after: Option<u64>,
+    /// Further headers (`WWW-Authenticate`, `RateLimit`, ...).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -53,7 +55,17 @@ impl ApiError {
             message: message.into(),
             details: Value::Null,
             retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the response; a value that is not a valid header
+    /// value is dropped (the values here are built by strictpy, not clients).
+    pub fn with_header(mut self, name: impl TryInto<header::HeaderName>, value: &str) -> Self {
+        if let (Ok(name), Ok(value)) = (name.try_into(), HeaderValue::from_str(value)) {
+            self.headers.push((name, value));
+        }
+        self
     }
 
     /// Adds details.
@@ -145,6 +157,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
         }
         response
     }

@@ -7,10 +7,17 @@
 //! [`app`] builds the router; [`serve`] runs it until a shutdown signal and
 //! then drains gracefully.
 
+pub mod admin;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
+pub mod net;
+pub mod redact;
+pub mod tls;
 pub mod webhook;
 pub mod workers;
 
@@ -51,12 +58,21 @@ pub enum ServerError {
     /// The store could not be opened or recovered.
     #[error("job store: {0}")]
     Store(#[from] StoreError),
+    /// The encryption keys could not be loaded or generated.
+    #[error("encryption keys: {0}")]
+    Keys(#[from] strictpy_store::KeyError),
     /// The webhook client or secret could not be set up.
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// The first-start admin token could not be made.
+    #[error("cannot create the first admin token: {0}")]
+    Bootstrap(String),
     /// A socket or thread could not be created.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The current time in Unix milliseconds.
@@ -98,6 +114,13 @@ pub struct Shared {
     pub workers_done: Notify,
     /// The async runtime, for worker threads that need the store.
     pub runtime: Handle,
+    /// Rate limits, concurrent-job caps and the failed-auth lockout.
+    pub guard: limits::Guard,
+    /// The security audit log.
+    pub audit: audit::AuditLog,
+    /// When each token's `last_used_at` was last written, so it is written
+    /// at most once a minute rather than on every request.
+    touched: Mutex<HashMap<String, i64>>,
 }
 
 /// The state every handler gets: a cheap handle on [`Shared`].
@@ -155,10 +178,42 @@ impl Shared {
 }
 
 impl AppState {
-    /// Bookkeeping for a job that just became final: metrics, waiters, and
-    /// the webhook if it has one.
-    pub fn job_final(&self, id: Uuid, status: JobStatus, outcome: &Outcome, created_at: i64) {
-        let latency = (now_ms() - created_at) as f64 / 1000.0;
+    /// Records that token `id` authenticated a request; the store is written
+    /// in the background, at most once a minute per token.
+    pub fn touch(&self, id: &str, stored: Option<i64>) {
+        const EVERY_MS: i64 = 60_000;
+        let now = now_ms();
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            let last = touched.get(id).copied().or(stored).unwrap_or(i64::MIN);
+            if now.saturating_sub(last) < EVERY_MS {
+                return;
+            }
+            touched.insert(id.to_owned(), now);
+        }
+        let state = self.clone();
+        let id = id.to_owned();
+        self.runtime.spawn(async move {
+            if let Err(e) = state.store.touch_token(id, now).await {
+                tracing::warn!(error = %e, "cannot record a token's last use");
+            }
+        });
+    }
+
+    /// Bookkeeping for a job that just became final: metrics, waiters, the
+    /// submitting token's job count, audit events, and the webhook if it
+    /// has one.
+    pub fn job_final(&self, job: &strictpy_store::JobRecord, status: JobStatus, outcome: &Outcome) {
+        let id = job.id;
+        self.guard.end_job(id);
+        if let Some((name, details)) = audit::job_event(outcome) {
+            let mut event = audit::Event::new(name)
+                .tenant(&job.tenant)
+                .details(serde_json::json!({ "job_id": id, "event": details }));
+            event.token_id = job.token_id.clone();
+            self.audit.record(event);
+        }
+        let latency = (now_ms() - job.created_at) as f64 / 1000.0;
         self.metrics.job_finished(status, outcome, latency);
         if let Some(notify) = self.waiters().remove(&id) {
             notify.notify_waiters();
@@ -214,8 +269,8 @@ impl Server {
     /// be what killed the process); queued jobs are queued again, oldest
     /// first; pending webhooks of final jobs are delivered.
     pub async fn start(config: Config, sandbox: Arc<Sandbox>) -> Result<Self, ServerError> {
-        let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+        let for_store = config.clone();
+        let store = tokio::task::spawn_blocking(move || open_store(&for_store))
             .await
             .map_err(|e| StoreError::Join(e.to_string()))??;
         Self::start_with_store(config, sandbox, Arc::new(store)).await
@@ -230,7 +285,11 @@ impl Server {
         config.validate()?;
         let (default_limits, max_limits) = config.limits.resolve()?;
         let webhooks = Webhooks::new(&config.webhook, &config.data_dir)?;
+        let audit = audit::AuditLog::start(store.clone());
         let state = AppState(Arc::new(Shared {
+            guard: limits::Guard::new(config.rate_limit, config.lockout),
+            audit,
+            touched: Mutex::new(HashMap::new()),
             default_limits,
             max_limits,
             store,
@@ -246,6 +305,10 @@ impl Server {
             runtime: Handle::current(),
             config,
         }));
+        auth::bootstrap(&state, &state.config.data_dir)
+            .await
+            .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+        admin::spawn_retention(&state);
         let recovery = state
             .store
             .recover(workers::internal_outcome(workers::WORKER_STOPPED), now_ms())
@@ -308,6 +371,14 @@ impl Server {
     }
 }
 
+/// Opens the job store in `config.data_dir` with the encryption keys
+/// [`Config::keyring`] loads (generating a key file on first start). The
+/// server and the CLI's store commands both open it this way. Blocking.
+pub fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
+    let keys = config.keyring()?;
+    Ok(SqliteStore::open(&config.data_dir, Arc::new(keys))?)
+}
+
 /// Waits until every worker thread ended; false if `limit` passed first.
 async fn wait_workers(state: &AppState, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
@@ -340,23 +411,62 @@ impl Drop for Server {
     }
 }
 
-/// Serves `server` on `listener` until `signal` resolves, then shuts down
-/// gracefully: the listener stops accepting, in-flight requests finish, and
-/// [`Server::shutdown`] drains the workers.
+/// Serves `server` in plain HTTP on `listener` until `signal` resolves, then
+/// shuts down gracefully: the listener stops accepting, in-flight requests
+/// finish, and [`Server::shutdown`] drains the workers.
 pub async fn serve(
     server: Server,
     listener: TcpListener,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = server.state();
     let router = server.router();
+    serve_on(server, listener, router, signal).await
+}
+
+/// [`serve`] over TLS: connections are accepted once their handshake
+/// succeeded (a failed one only closes that connection), and every response
+/// carries `Strict-Transport-Security`.
+pub async fn serve_tls(
+    server: Server,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = tls::TlsListener::new(listener, tls)?;
+    let router = server
+        .router()
+        .layer(axum::middleware::map_response(tls::hsts));
+    serve_on(server, listener, router, signal).await
+}
+
+/// Runs `router` on `listener` with the peer address as
+/// `ConnectInfo<SocketAddr>` (read by [`net::guard`]) until `signal`, then
+/// drains.
+async fn serve_on<L>(
+    server: Server,
+    listener: L,
+    router: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    use axum::serve::ListenerExt as _;
+
+    let state = server.state();
     let on_signal = async move {
         signal.await;
         state.begin_shutdown();
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(on_signal)
-        .await?;
+    // `tap_io` does nothing to the connection; it is what gives any
+    // listener whose address is a `SocketAddr` axum's `ConnectInfo`.
+    let listener = listener.tap_io(|_| {});
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(on_signal)
+    .await?;
     server.shutdown().await;
     Ok(())
 }

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub fuel: Histogram,
     /// Webhook delivery attempts by result.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Requests with a bad bearer token.
+    pub auth_failures: Counter,
+    /// Requests refused with `429`.
+    pub rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -73,6 +77,18 @@ impl Metrics {
         let run_time = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         let fuel = Histogram::new(exponential_buckets(1e6, 4.0, 14));
         let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let auth_failures = Counter::default();
+        let rate_limited = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests with a bad bearer token",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429",
+            rate_limited.clone(),
+        );
         registry.register("jobs_submitted", "Jobs accepted", submitted.clone());
         registry.register(
             "jobs_finished",
@@ -118,6 +134,8 @@ impl Metrics {
             run_time,
             fuel,
             deliveries,
+            auth_failures,
+            rate_limited,
         }
     }
 

@@ -40,6 +40,11 @@ pub enum WebhookError {
     /// The host is, or resolves to, an address the guard refuses.
     #[error("callback_url refused: {0}")]
     Refused(String),
+    /// The secrets come from the configuration, so they rotate there.
+    #[error(
+        "the webhook secrets are set in the configuration; rotate them there (webhook.secret and webhook.previous_secret)"
+    )]
+    Configured,
     /// The secret file could not be read or written.
     #[error("cannot load the webhook secret: {0}")]
     Secret(std::io::Error),
@@ -190,6 +195,22 @@ impl Resolve for GuardedResolver {
 /// The signature header value for `body` at Unix time `t`:
 /// `t=<t>,v1=<hex hmac-sha256(secret, "<t>.<body>")>`.
 pub fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
+    sign_all(&[secret.to_vec()], t, body)
+}
+
+/// [`sign`] with every active secret, newest first: one `v1=` entry per
+/// secret, so a receiver holding either key accepts the delivery while
+/// secrets rotate.
+pub fn sign_all(secrets: &[Vec<u8>], t: u64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&hmac_hex(secret, t, body));
+    }
+    header
+}
+
+fn hmac_hex(secret: &[u8], t: u64, body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
@@ -198,7 +219,7 @@ pub fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Webhook delivery: the client, the secret and the retry policy.
@@ -206,8 +227,11 @@ pub fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
 pub struct Webhooks {
     /// The HTTP client: no redirects, a timeout, the guarded resolver.
     client: reqwest::Client,
-    /// The HMAC key.
-    secret: Vec<u8>,
+    /// The active HMAC keys, newest first (two while rotating).
+    secrets: std::sync::RwLock<Vec<Vec<u8>>>,
+    /// Where generated secrets are kept; `None` when the configuration sets
+    /// them (and rotation happens there).
+    secret_file: Option<std::path::PathBuf>,
     /// Retry and reach settings.
     config: WebhookConfig,
 }
@@ -227,15 +251,57 @@ impl Webhooks {
             .user_agent(concat!("strictpy-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| WebhookError::Client(e.to_string()))?;
-        let secret = match &config.secret {
-            Some(s) => s.as_bytes().to_vec(),
-            None => load_or_create_secret(data_dir)?,
+        let (secrets, secret_file) = match &config.secret {
+            Some(s) => {
+                let mut secrets = vec![s.as_bytes().to_vec()];
+                secrets.extend(config.previous_secret.iter().map(|p| p.as_bytes().to_vec()));
+                (secrets, None)
+            }
+            None => (
+                load_or_create_secret(data_dir)?,
+                Some(data_dir.join(SECRET_FILE)),
+            ),
         };
         Ok(Self {
             client,
-            secret,
+            secrets: std::sync::RwLock::new(secrets),
+            secret_file,
             config: config.clone(),
         })
+    }
+
+    /// The active secrets, newest first.
+    pub fn active_secrets(&self) -> Vec<Vec<u8>> {
+        self.secrets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Starts a rotation: a new random secret signs every delivery from now
+    /// on, next to the current one, until [`Webhooks::retire_previous`].
+    /// Returns the new secret (shown once). Refused when the configuration
+    /// sets the secrets.
+    pub fn rotate(&self) -> Result<String, WebhookError> {
+        let path = self.secret_file.as_ref().ok_or(WebhookError::Configured)?;
+        let mut secrets = self.secrets.write().unwrap_or_else(|p| p.into_inner());
+        let new = random_secret();
+        let mut next = vec![new.as_bytes().to_vec()];
+        next.extend(secrets.first().cloned());
+        save_secrets(path, &next)?;
+        *secrets = next;
+        Ok(new)
+    }
+
+    /// Ends a rotation: only the newest secret signs from now on. Returns
+    /// how many secrets were retired.
+    pub fn retire_previous(&self) -> Result<usize, WebhookError> {
+        let path = self.secret_file.as_ref().ok_or(WebhookError::Configured)?;
+        let mut secrets = self.secrets.write().unwrap_or_else(|p| p.into_inner());
+        let retired = secrets.len().saturating_sub(1);
+        secrets.truncate(1);
+        save_secrets(path, &secrets)?;
+        Ok(retired)
     }
 
     /// What callbacks may reach.
@@ -314,7 +380,7 @@ impl Webhooks {
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, sign(&self.secret, t, body))
+            .header(SIGNATURE_HEADER, sign_all(&self.active_secrets(), t, body))
             .body(body.to_vec())
             .send()
             .await;
@@ -411,36 +477,65 @@ fn reach(config: &WebhookConfig) -> Reach {
     }
 }
 
-/// Reads `<data_dir>/webhook-secret`, creating it with 256 random bits (two
-/// v4 UUIDs' worth of the OS generator) on first use.
-fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, WebhookError> {
+/// 256 random bits from the OS generator (two v4 UUIDs' worth), as hex.
+fn random_secret() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// Reads `<data_dir>/webhook-secret` (one secret per line, newest first; two
+/// during a rotation), creating it with one random secret on first use.
+fn load_or_create_secret(data_dir: &Path) -> Result<Vec<Vec<u8>>, WebhookError> {
     let path = data_dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().as_bytes().to_vec()),
-        Ok(_) => {}
+        Ok(text) => {
+            let secrets: Vec<Vec<u8>> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.as_bytes().to_vec())
+                .collect();
+            if !secrets.is_empty() {
+                return Ok(secrets);
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(WebhookError::Secret(e)),
     }
     std::fs::create_dir_all(data_dir).map_err(WebhookError::Secret)?;
-    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    write_private(&path, secret.as_bytes()).map_err(WebhookError::Secret)?;
+    let secret = random_secret();
+    save_secrets(&path, &[secret.as_bytes().to_vec()])?;
     tracing::info!(path = %path.display(), "generated a webhook secret");
-    Ok(secret.into_bytes())
+    Ok(vec![secret.into_bytes()])
+}
+
+/// Replaces the secret file atomically: a private temporary file in the same
+/// directory, renamed over the old one, so a crash leaves one or the other.
+fn save_secrets(path: &Path, secrets: &[Vec<u8>]) -> Result<(), WebhookError> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut text = Vec::new();
+    for s in secrets {
+        text.extend_from_slice(s);
+        text.push(b'\n');
+    }
+    write_private(&tmp, &text).map_err(WebhookError::Secret)?;
+    std::fs::rename(&tmp, path).map_err(WebhookError::Secret)
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(bytes)
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 

@@ -252,7 +252,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
             .runtime
             .block_on(state.store.finish(id, status, outcome.clone(), now_ms()));
     match finished {
-        Ok(true) => state.job_final(id, status, &outcome, record.created_at),
+        Ok(true) => state.job_final(&record, status, &outcome),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
         Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
     }

@@ -6,6 +6,8 @@
 //! here sticks to what SQLite and Postgres both accept: `TEXT` and `BIGINT`
 //! columns, JSON kept as text, timestamps as Unix milliseconds.
 
+pub mod crypto;
+mod security;
 mod sqlite;
 
 use std::{collections::BTreeSet, future::Future, pin::Pin};
@@ -14,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use strictpy_types::{JobStatus, Limits, Outcome};
 use uuid::Uuid;
 
+pub use crypto::{KeyError, Keyring};
+pub use security::{
+    AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,
+};
 pub use sqlite::SqliteStore;
-
-/// The client every job belongs to until authentication (a later issue) gives
-/// each caller an identity of its own.
-pub const DEFAULT_CLIENT: &str = "default";
 
 /// What every store method returns: a boxed future, so `dyn JobStore` works.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -43,6 +45,10 @@ pub enum StoreError {
     /// The blocking task running the statement died.
     #[error("the store's worker thread failed: {0}")]
     Join(String),
+    /// An encrypted column could not be sealed or opened: its key is not
+    /// configured, or it was altered or moved to another row.
+    #[error("encrypted data: {0}")]
+    Crypto(String),
 }
 
 /// Everything needed to run a job, as validated by the server.
@@ -105,8 +111,10 @@ pub struct Callback {
 pub struct JobRecord {
     /// The job id (UUID v7, so ids sort by creation time).
     pub id: Uuid,
-    /// The client that submitted it.
-    pub client: String,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// The token that submitted it (its public id).
+    pub token_id: Option<String>,
     /// The client's idempotency key, if it sent one.
     pub idempotency_key: Option<String>,
     /// A hash of the request, to tell a retry from a different request that
@@ -133,8 +141,10 @@ pub struct JobRecord {
 pub struct NewJob {
     /// The new id.
     pub id: Uuid,
-    /// The submitting client.
-    pub client: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// The submitting token's public id.
+    pub token_id: Option<String>,
     /// The client's idempotency key.
     pub idempotency_key: Option<String>,
     /// See [`JobRecord::request_hash`].
@@ -160,8 +170,8 @@ pub enum Created {
 /// A page of [`JobStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
-    /// Only this client's jobs.
-    pub client: String,
+    /// Only this tenant's jobs.
+    pub tenant: String,
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
     /// Only jobs older than this one (the cursor).
@@ -182,7 +192,7 @@ pub struct Recovery {
 
 /// Durable job storage. Every method commits before its future resolves.
 pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Inserts a queued job, or returns the client's existing job with the
+    /// Inserts a queued job, or returns the tenant's existing job with the
     /// same idempotency key.
     fn create(&self, job: NewJob) -> StoreFuture<'_, Created>;
     /// One job by id.
@@ -213,4 +223,44 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn pending_callbacks(&self) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Checks that the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Stores a new token (its hash, never the secret).
+    fn insert_token(&self, token: TokenRecord) -> StoreFuture<'_, ()>;
+    /// One token by public id.
+    fn token(&self, id: String) -> StoreFuture<'_, Option<TokenRecord>>;
+    /// API tokens (not the exchanged ones), oldest first, optionally of one
+    /// tenant.
+    fn list_tokens(&self, tenant: Option<String>) -> StoreFuture<'_, Vec<TokenRecord>>;
+    /// True when any token was ever made (even one since revoked): first
+    /// start makes an admin token only into an empty store.
+    fn has_tokens(&self) -> StoreFuture<'_, bool>;
+    /// Revokes a token and every token exchanged for it; false if it was
+    /// unknown or already revoked.
+    fn revoke_token(&self, id: String, at: i64) -> StoreFuture<'_, bool>;
+    /// Revokes every token of a refresh family; returns how many.
+    fn revoke_family(&self, family_id: String, at: i64) -> StoreFuture<'_, u64>;
+    /// Marks a refresh token used. False when it was already used or is
+    /// revoked, which is how reuse is detected: exactly one caller wins.
+    fn consume_refresh(&self, id: String, at: i64) -> StoreFuture<'_, bool>;
+    /// Records that a token authenticated a request.
+    fn touch_token(&self, id: String, at: i64) -> StoreFuture<'_, ()>;
+    /// Appends security events.
+    fn append_audit(&self, events: Vec<NewAuditEvent>) -> StoreFuture<'_, ()>;
+    /// Security events, newest first.
+    fn list_audit(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditRecord>>;
+    /// Deletes final jobs that finished before `jobs_before`, audit events
+    /// before `audit_before`, and exchanged tokens expired before
+    /// `tokens_before`.
+    fn purge(
+        &self,
+        jobs_before: i64,
+        audit_before: i64,
+        tokens_before: i64,
+    ) -> StoreFuture<'_, Purged>;
+    /// Every job of a tenant, oldest first (for export).
+    fn tenant_jobs(&self, tenant: String) -> StoreFuture<'_, Vec<JobRecord>>;
+    /// Deletes a tenant's jobs, revokes its tokens and replaces its name by
+    /// `replacement` (and drops client IPs) in the audit log and tokens.
+    fn erase_tenant(&self, tenant: String, replacement: String, at: i64)
+    -> StoreFuture<'_, Erased>;
 }

@@ -207,7 +207,7 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
     let serving = tokio::spawn(strictpy_server::serve(server, listener, async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    let client = super::admin_client(dir.path());
     let reply = client
         .post(format!("{base}/v1/jobs"))
         .json(&json!({"code": "print('over tcp')", "wait": true}))

@@ -3,7 +3,7 @@
 //! and SIGTERM).
 
 mod e2e;
-mod process;
+pub(crate) mod process;
 mod router;
 
 use std::{
@@ -73,6 +73,8 @@ pub struct TestServer {
     pub server: Option<Server>,
     /// Its router.
     pub app: Router,
+    /// The first-start admin token (tenant `default`, every scope).
+    pub token: String,
     /// The data dir, kept alive while the server uses it and removed on drop.
     pub _dir: tempfile::TempDir,
 }
@@ -87,9 +89,11 @@ impl TestServer {
             .await
             .expect("server starts");
         let app = server.router();
+        let token = admin_token(dir.path());
         Self {
             server: Some(server),
             app,
+            token,
             _dir: dir,
         }
     }
@@ -101,10 +105,22 @@ impl TestServer {
         }
     }
 
-    /// Sends one request through the router.
+    /// Sends one request through the router with the admin token.
     pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        self.call_as(&self.token, method, uri, body).await
+    }
+
+    /// Sends one request through the router with `token`.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Reply {
         call(
             &self.app,
+            Some(token),
             method,
             uri,
             body.map(|b| b.to_string().into_bytes()),
@@ -151,12 +167,52 @@ pub struct Reply {
     pub text: String,
 }
 
-/// Sends a raw body through `app`.
-pub async fn call(app: &Router, method: &str, uri: &str, body: Option<Vec<u8>>) -> Reply {
-    let request = Request::builder()
+/// The admin token a server wrote into `data_dir` on its first start.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("the first start writes admin-token")
+        .trim()
+        .to_owned()
+}
+
+/// A plain reqwest client. reqwest is built without a default TLS crypto
+/// provider (no aws-lc), so install ring's first, as the binary does.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A reqwest client that sends the admin token of the server on `data_dir`.
+pub fn admin_client(data_dir: &Path) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", admin_token(data_dir));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        value.parse().expect("header value"),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Sends a raw body through `app`, with `token` as the bearer token.
+pub async fn call(
+    app: &Router,
+    token: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(body.map_or_else(Body::empty, Body::from))
         .expect("request");
     let response = app.clone().oneshot(request).await.expect("infallible");

@@ -9,18 +9,19 @@ use std::{
 
 use serde_json::{Value, json};
 
-/// A running `strictpy serve` and its base URL.
-struct Process {
+/// A running `strictpy serve` and its base URL (also used by the
+/// `strictpy submit` tests).
+pub(crate) struct Process {
     /// The child process.
-    child: Child,
+    pub(crate) child: Child,
     /// `http://127.0.0.1:<port>`.
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Process {
     /// Starts `strictpy serve` on an ephemeral port with one worker and
     /// waits for its "listening on" line.
-    fn start(data_dir: &Path) -> Self {
+    pub(crate) fn start(data_dir: &Path) -> Self {
         super::warm_guest_cache();
         let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
             .args([
@@ -112,8 +113,8 @@ fn id(job: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::new();
     let mut first = Process::start(dir.path());
+    let client = super::admin_client(dir.path());
     let spinning = first
         .post(
             &client,
@@ -158,8 +159,8 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::new();
     let mut first = Process::start(dir.path());
+    let client = super::admin_client(dir.path());
     let sleeper = first
         .post(
             &client,

@@ -208,7 +208,7 @@ async fn every_error_path_has_its_status_and_the_shared_shape() {
         let shown = body
             .as_ref()
             .map(|b| String::from_utf8_lossy(&b[..b.len().min(60)]).into_owned());
-        let reply = call(&s.app, "POST", "/v1/jobs", body).await;
+        let reply = call(&s.app, Some(&s.token), "POST", "/v1/jobs", body).await;
         assert_eq!(reply.status, status, "{shown:?}: {}", reply.text);
         assert_eq!(error_code(&reply), code, "{shown:?}");
     }
@@ -538,6 +538,17 @@ async fn probes_metrics_and_openapi() {
         ("/v1/jobs/{id}", "delete"),
         ("/v1/jobs/batch", "post"),
         ("/v1/check", "post"),
+        ("/v1/tokens", "post"),
+        ("/v1/tokens", "get"),
+        ("/v1/tokens/{id}", "delete"),
+        ("/v1/oauth/token", "post"),
+        ("/v1/oauth/token/refresh", "post"),
+        ("/v1/oauth/revoke", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/tenants/{tenant}/export", "get"),
+        ("/v1/tenants/{tenant}", "delete"),
+        ("/v1/webhook-secrets", "post"),
+        ("/v1/webhook-secrets/previous", "delete"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -556,6 +567,10 @@ async fn probes_metrics_and_openapi() {
         }
     }
     assert_eq!(listed, expected.len(), "every route is documented");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     // Every `$ref` points at a schema the document defines.
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     let mut refs = Vec::new();

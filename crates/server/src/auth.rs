@@ -1,0 +1,546 @@
+//! Bearer tokens: their format, scopes, how a request is authenticated (the
+//! [`Auth`] extractor), and the first-start admin token.
+//!
+//! A token is `sp<kind>_<id>_<secret>`: `spk_` for API tokens, `spa_` for
+//! access tokens, `spr_` for refresh tokens; `<id>` (16 hex characters) is
+//! public and finds the row; `<secret>` is 32 bytes from the OS CSPRNG in
+//! URL-safe base64. The store keeps only the SHA-256 of the whole string,
+//! compared in constant time.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{StatusCode, header, request::Parts},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use strictpy_store::{TokenKind, TokenLimits, TokenRecord};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+use crate::{
+    ApiError, AppState,
+    audit::Event,
+    limits::{Effective, Refusal},
+    net::ClientIp,
+    now_ms,
+};
+
+/// The file in the data dir that receives the first-start admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// What a token may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum Scope {
+    /// Submit, cancel and batch jobs.
+    #[serde(rename = "jobs:write")]
+    JobsWrite,
+    /// Get and list jobs.
+    #[serde(rename = "jobs:read")]
+    JobsRead,
+    /// The static check.
+    #[serde(rename = "check")]
+    Check,
+    /// Tokens, the audit log, tenants; implies every other scope.
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [
+        Scope::JobsWrite,
+        Scope::JobsRead,
+        Scope::Check,
+        Scope::Admin,
+    ];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JobsWrite => "jobs:write",
+            Self::JobsRead => "jobs:read",
+            Self::Check => "check",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses [`Scope::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Parses a list of scope names, naming the first unknown one.
+    pub fn parse_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Scope>, String> {
+        let mut scopes = Vec::new();
+        for name in names {
+            let scope = Scope::parse(name).ok_or_else(|| name.to_owned())?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes.sort();
+        Ok(scopes)
+    }
+}
+
+/// Who is calling: the tenant, the token and what it may do.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The tenant the token acts for.
+    pub tenant: String,
+    /// The token's public id.
+    pub token_id: String,
+    /// The API token whose budget this request spends (the token itself, or
+    /// the one an access token was exchanged for).
+    pub budget_key: String,
+    /// What kind of token it is.
+    pub kind: TokenKind,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+    /// Its effective rate limits.
+    pub limits: Effective,
+    /// The client's IP.
+    pub ip: IpAddr,
+}
+
+impl Principal {
+    /// True when the token has `scope` (or `admin`).
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+
+    /// `403 insufficient_scope` unless the token has `scope`; the refusal is
+    /// audited.
+    pub fn require(&self, state: &AppState, scope: Scope) -> Result<(), ApiError> {
+        if self.has(scope) {
+            return Ok(());
+        }
+        state.audit.record(
+            Event::new("permission_denied")
+                .principal(self)
+                .details(json!({ "required": scope.as_str() })),
+        );
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this token lacks the `{}` scope", scope.as_str()),
+        )
+        .with_details(json!({ "required": scope.as_str() })))
+    }
+}
+
+/// A freshly made token: the secret string (shown once) and its record.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The whole token string; never stored.
+    pub secret: String,
+    /// What the store keeps.
+    pub record: TokenRecord,
+}
+
+/// What a new token is made of.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    /// Its kind.
+    pub kind: TokenKind,
+    /// Its tenant.
+    pub tenant: String,
+    /// A name for people.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+    /// Seconds until it expires; `None` never.
+    pub expires_in_secs: Option<u64>,
+    /// The API token it was exchanged for.
+    pub parent_id: Option<String>,
+    /// Its refresh family.
+    pub family_id: Option<String>,
+    /// Rate limits of its own.
+    pub limits: TokenLimits,
+}
+
+fn prefix(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Api => "spk",
+        TokenKind::Access => "spa",
+        TokenKind::Refresh => "spr",
+    }
+}
+
+/// Random bytes from the OS CSPRNG.
+fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("OS RNG: {e}")))?;
+    Ok(bytes)
+}
+
+/// A random public id: 16 hex characters.
+pub fn random_id() -> Result<String, ApiError> {
+    Ok(hex::encode(random::<8>()?))
+}
+
+/// Lower-case hex SHA-256.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl TokenSpec {
+    /// Makes the token: a fresh id and secret, and the record to store.
+    pub fn issue(self) -> Result<NewToken, ApiError> {
+        let id = random_id()?;
+        let secret = format!(
+            "{}_{id}_{}",
+            prefix(self.kind),
+            URL_SAFE_NO_PAD.encode(random::<32>()?)
+        );
+        let now = now_ms();
+        let expires_at = self
+            .expires_in_secs
+            .map(|s| now.saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
+        Ok(NewToken {
+            record: TokenRecord {
+                id,
+                kind: self.kind,
+                tenant: self.tenant,
+                name: self.name,
+                hash: hash_token(&secret),
+                scopes: self.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+                created_at: now,
+                expires_at,
+                last_used_at: None,
+                revoked_at: None,
+                parent_id: self.parent_id,
+                family_id: self.family_id,
+                used_at: None,
+                limits: self.limits,
+            },
+            secret,
+        })
+    }
+}
+
+/// Splits a token string into its kind and public id; `None` if it is not
+/// shaped like one of ours.
+pub fn parse_token(token: &str) -> Option<(TokenKind, &str)> {
+    let (kind, rest) = token.split_once('_')?;
+    let kind = match kind {
+        "spk" => TokenKind::Api,
+        "spa" => TokenKind::Access,
+        "spr" => TokenKind::Refresh,
+        _ => return None,
+    };
+    let (id, secret) = rest.split_once('_')?;
+    let shaped = id.len() == 16
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    shaped.then_some((kind, id))
+}
+
+/// Why a token was not accepted (for the audit log; the client only learns
+/// that it is invalid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not shaped like a token.
+    Malformed,
+    /// No token has that id, or the secret does not match.
+    Unknown,
+    /// It expired.
+    Expired,
+    /// It was revoked.
+    Revoked,
+    /// A token of the wrong kind for this use.
+    WrongKind,
+}
+
+impl Rejection {
+    /// The audit form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::WrongKind => "wrong_kind",
+        }
+    }
+}
+
+/// Looks a presented token up and checks it: shape, hash (in constant time),
+/// expiry, revocation and kind.
+pub async fn verify(
+    state: &AppState,
+    token: &str,
+    kinds: &[TokenKind],
+) -> Result<Result<TokenRecord, (Rejection, Option<String>)>, ApiError> {
+    let Some((kind, id)) = parse_token(token) else {
+        return Ok(Err((Rejection::Malformed, None)));
+    };
+    let Some(record) = state.store.token(id.to_owned()).await? else {
+        return Ok(Err((Rejection::Unknown, None)));
+    };
+    let id = Some(record.id.clone());
+    let presented = hash_token(token);
+    if !bool::from(presented.as_bytes().ct_eq(record.hash.as_bytes())) || record.kind != kind {
+        return Ok(Err((Rejection::Unknown, None)));
+    }
+    if record.revoked_at.is_some() {
+        return Ok(Err((Rejection::Revoked, id)));
+    }
+    if record.expires_at.is_some_and(|e| e <= now_ms()) {
+        return Ok(Err((Rejection::Expired, id)));
+    }
+    if !kinds.contains(&record.kind) {
+        return Ok(Err((Rejection::WrongKind, id)));
+    }
+    Ok(Ok(record))
+}
+
+/// `401` with `WWW-Authenticate`, as RFC 6750 describes.
+pub fn unauthorized(message: &str, invalid: bool) -> ApiError {
+    let challenge = if invalid {
+        "Bearer realm=\"strictpy\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"strictpy\""
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        .with_header(header::WWW_AUTHENTICATE, challenge)
+}
+
+/// `429` for a refusal of the limits module, audited.
+pub fn refused(state: &AppState, refusal: Refusal, event: Event) -> ApiError {
+    let (code, message) = match &refusal {
+        Refusal::RateLimited { .. } => {
+            ("rate_limited", "too many requests; retry later".to_owned())
+        }
+        Refusal::TooManyJobs { limit } => (
+            "too_many_jobs",
+            format!("this token already has {limit} jobs queued or running"),
+        ),
+        Refusal::LockedOut { .. } => (
+            "locked_out",
+            "too many failed authentications from this address; retry later".to_owned(),
+        ),
+    };
+    state.metrics.rate_limited.inc();
+    state.audit.record(event.details(json!({ "reason": code })));
+    let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+    err.retry_after = Some(refusal.retry_after());
+    if let Refusal::RateLimited { policy, state, .. } = refusal {
+        err = err
+            .with_header("ratelimit-policy", &policy)
+            .with_header("ratelimit", &state);
+    }
+    err
+}
+
+/// The client IP the network guard put on the request.
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ClientIp>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0)
+}
+
+/// The client IP as an extractor, for handlers that authenticate by other
+/// means than the bearer header (the refresh token in the body).
+#[derive(Debug, Clone, Copy)]
+pub struct Ip(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ip {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ip(client_ip(parts)))
+    }
+}
+
+/// Counts a request without valid credentials against its IP's bucket, and
+/// refuses locked-out IPs.
+pub fn unauthenticated(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    if let Some(retry_after) = state.guard.locked_out(ip) {
+        return Err(refused(
+            state,
+            Refusal::LockedOut { retry_after },
+            Event::new("locked_out").ip(ip),
+        ));
+    }
+    state
+        .guard
+        .check_ip(ip)
+        .map_err(|r| refused(state, r, Event::new("rate_limited").ip(ip)))
+}
+
+/// Records a bad credential from `ip` (and the lockout it may cause), and
+/// answers `401`.
+pub fn failed(state: &AppState, ip: IpAddr, why: Rejection, token_id: Option<String>) -> ApiError {
+    let mut event = Event::new("auth_failure")
+        .ip(ip)
+        .details(json!({ "reason": why.as_str() }));
+    event.token_id = token_id;
+    state.audit.record(event);
+    state.metrics.auth_failures.inc();
+    if state.guard.auth_failed(ip) {
+        state
+            .audit
+            .record(Event::new("locked_out").ip(ip).details(json!({
+                "failures": state.config.lockout.max_failures,
+                "window_secs": state.config.lockout.window_secs,
+                "duration_secs": state.config.lockout.duration_secs,
+            })));
+    }
+    unauthorized("the bearer token is invalid, expired or revoked", true)
+}
+
+/// An authenticated request: extracting it checks the bearer token, the
+/// lockout and the token's request bucket.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts);
+        let header = parts.headers.get(header::AUTHORIZATION);
+        let token = header.and_then(|h| h.to_str().ok()).and_then(|h| {
+            let (scheme, token) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let Some(token) = token else {
+            unauthenticated(state, ip)?;
+            if header.is_some() {
+                return Err(failed(state, ip, Rejection::Malformed, None));
+            }
+            return Err(unauthorized(
+                "this endpoint needs `Authorization: Bearer <token>`",
+                false,
+            ));
+        };
+        if let Some(retry_after) = state.guard.locked_out(ip) {
+            return Err(refused(
+                state,
+                Refusal::LockedOut { retry_after },
+                Event::new("locked_out").ip(ip),
+            ));
+        }
+        let record = match verify(state, token, &[TokenKind::Api, TokenKind::Access]).await? {
+            Ok(record) => record,
+            Err((why, id)) => {
+                unauthenticated(state, ip)?;
+                return Err(failed(state, ip, why, id));
+            }
+        };
+        let principal = Principal {
+            budget_key: record
+                .parent_id
+                .clone()
+                .unwrap_or_else(|| record.id.clone()),
+            limits: Effective::of(&record.limits, state.guard.defaults()),
+            scopes: Scope::parse_all(record.scopes.iter().map(String::as_str)).unwrap_or_default(),
+            tenant: record.tenant,
+            token_id: record.id,
+            kind: record.kind,
+            ip,
+        };
+        state
+            .guard
+            .check_token(&principal.budget_key, principal.limits)
+            .map_err(|r| refused(state, r, Event::new("rate_limited").principal(&principal)))?;
+        state.touch(&principal.token_id, record.last_used_at);
+        state
+            .audit
+            .record(Event::new("auth_success").principal(&principal));
+        Ok(Auth(principal))
+    }
+}
+
+/// Makes the admin token on the first start with an empty store: it is
+/// printed once to stderr and written to `<data_dir>/admin-token` (0600).
+pub async fn bootstrap(state: &AppState, data_dir: &Path) -> Result<Option<String>, ApiError> {
+    if state.store.has_tokens().await? {
+        return Ok(None);
+    }
+    let token = TokenSpec {
+        kind: TokenKind::Api,
+        tenant: state.config.auth.bootstrap_tenant.clone(),
+        name: "bootstrap admin".into(),
+        scopes: Scope::ALL.to_vec(),
+        expires_in_secs: None,
+        parent_id: None,
+        family_id: None,
+        limits: TokenLimits::default(),
+    }
+    .issue()?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    // A file left from an earlier, deleted store holds a token that no
+    // longer exists; replace it.
+    let _ = std::fs::remove_file(&path);
+    crate::webhook::write_private(&path, format!("{}\n", token.secret).as_bytes())
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+    state.store.insert_token(token.record.clone()).await?;
+    state.audit.record(
+        Event::new("token_created")
+            .tenant(&token.record.tenant)
+            .token(&token.record.id)
+            .details(json!({ "name": token.record.name, "scopes": token.record.scopes, "bootstrap": true })),
+    );
+    // Printed once, on purpose: the operator needs it to make other tokens.
+    eprintln!(
+        "strictpy: created the first admin token (tenant {:?}); it is shown only now and kept in {} (mode 0600):\n  {}",
+        token.record.tenant,
+        path.display(),
+        token.secret
+    );
+    Ok(Some(token.secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_parse_back_and_hash_to_their_record() {
+        for kind in [TokenKind::Api, TokenKind::Access, TokenKind::Refresh] {
+            let t = TokenSpec {
+                kind,
+                tenant: "t".into(),
+                name: "n".into(),
+                scopes: vec![Scope::Check],
+                expires_in_secs: Some(60),
+                parent_id: None,
+                family_id: None,
+                limits: TokenLimits::default(),
+            }
+            .issue()
+            .expect("issue");
+            assert_eq!(parse_token(&t.secret), Some((kind, t.record.id.as_str())));
+            assert_eq!(t.record.hash, hash_token(&t.secret));
+            assert!(!t.record.hash.contains(&t.secret));
+            assert!(t.record.expires_at.is_some_and(|e| e > t.record.created_at));
+        }
+        assert_eq!(parse_token("spk_0123456789abcdef_short"), None);
+        assert_eq!(parse_token("Bearer x"), None);
+        assert_eq!(parse_token(""), None);
+    }
+
+    #[test]
+    fn scopes_parse_and_admin_implies_the_rest() {
+        assert_eq!(
+            Scope::parse_all(["jobs:read", "check", "jobs:read"]),
+            Ok(vec![Scope::JobsRead, Scope::Check])
+        );
+        assert_eq!(Scope::parse_all(["jobs:delete"]), Err("jobs:delete".into()));
+    }
+}

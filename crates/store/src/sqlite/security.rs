@@ -1,0 +1,342 @@
+//! The SQL behind tokens, the audit log, retention and tenant erasure.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use strictpy_types::JobStatus;
+
+use super::{from_json, to_json};
+use crate::{
+    AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, StoreError, TokenKind, TokenRecord,
+};
+
+/// The token columns, in the order [`read_token`] expects.
+const TOKEN_COLUMNS: &str = "id, kind, tenant, name, hash, scopes, created_at, expires_at, \
+                             last_used_at, revoked_at, parent_id, family_id, used_at, rate_limit";
+
+/// The raw columns of a token row, decoded after the statement so JSON
+/// errors surface as [`StoreError::Corrupt`]. Each field is the column of
+/// the same name in [`TokenRecord`].
+struct RawToken {
+    /// `id`.
+    id: String,
+    /// `kind`.
+    kind: String,
+    /// `tenant`.
+    tenant: String,
+    /// `name`.
+    name: String,
+    /// `hash`.
+    hash: String,
+    /// `scopes`, JSON.
+    scopes: String,
+    /// `created_at`.
+    created_at: i64,
+    /// `expires_at`.
+    expires_at: Option<i64>,
+    /// `last_used_at`.
+    last_used_at: Option<i64>,
+    /// `revoked_at`.
+    revoked_at: Option<i64>,
+    /// `parent_id`.
+    parent_id: Option<String>,
+    /// `family_id`.
+    family_id: Option<String>,
+    /// `used_at`.
+    used_at: Option<i64>,
+    /// `rate_limit`, JSON.
+    limits: Option<String>,
+}
+
+fn read_token(row: &Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok(RawToken {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        tenant: row.get(2)?,
+        name: row.get(3)?,
+        hash: row.get(4)?,
+        scopes: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+        last_used_at: row.get(8)?,
+        revoked_at: row.get(9)?,
+        parent_id: row.get(10)?,
+        family_id: row.get(11)?,
+        used_at: row.get(12)?,
+        limits: row.get(13)?,
+    })
+}
+
+impl RawToken {
+    fn decode(self) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            kind: TokenKind::parse(&self.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {}", self.kind)))?,
+            scopes: from_json(&self.scopes)?,
+            limits: self
+                .limits
+                .as_deref()
+                .map(from_json)
+                .transpose()?
+                .unwrap_or_default(),
+            id: self.id,
+            tenant: self.tenant,
+            name: self.name,
+            hash: self.hash,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            parent_id: self.parent_id,
+            family_id: self.family_id,
+            used_at: self.used_at,
+        })
+    }
+}
+
+fn query_tokens(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt
+        .query_map(params, read_token)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(RawToken::decode).collect()
+}
+
+pub(super) fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ),
+        params![
+            t.id,
+            t.kind.as_str(),
+            t.tenant,
+            t.name,
+            t.hash,
+            to_json(&t.scopes)?,
+            t.created_at,
+            t.expires_at,
+            t.last_used_at,
+            t.revoked_at,
+            t.parent_id,
+            t.family_id,
+            t.used_at,
+            to_json(&t.limits)?,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn token(conn: &Connection, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+        [id],
+        read_token,
+    )
+    .optional()?
+    .map(RawToken::decode)
+    .transpose()
+}
+
+pub(super) fn list_tokens(
+    conn: &Connection,
+    tenant: Option<&str>,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    query_tokens(
+        conn,
+        &format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens
+             WHERE kind = ?1 AND (?2 IS NULL OR tenant = ?2)
+             ORDER BY created_at, id"
+        ),
+        params![TokenKind::Api.as_str(), tenant],
+    )
+}
+
+pub(super) fn has_tokens(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM tokens LIMIT 1", [], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some())
+}
+
+pub(super) fn revoke_token(conn: &Connection, id: &str, at: i64) -> Result<bool, StoreError> {
+    let own = conn.execute(
+        "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        params![at, id],
+    )?;
+    conn.execute(
+        "UPDATE tokens SET revoked_at = ?1 WHERE parent_id = ?2 AND revoked_at IS NULL",
+        params![at, id],
+    )?;
+    Ok(own == 1)
+}
+
+pub(super) fn revoke_family(conn: &Connection, family: &str, at: i64) -> Result<u64, StoreError> {
+    let n = conn.execute(
+        "UPDATE tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+        params![at, family],
+    )?;
+    Ok(n as u64)
+}
+
+pub(super) fn consume_refresh(conn: &Connection, id: &str, at: i64) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE tokens SET used_at = ?1
+         WHERE id = ?2 AND kind = ?3 AND used_at IS NULL AND revoked_at IS NULL",
+        params![at, id, TokenKind::Refresh.as_str()],
+    )?;
+    Ok(n == 1)
+}
+
+pub(super) fn touch_token(conn: &Connection, id: &str, at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE tokens SET last_used_at = ?1 WHERE id = ?2",
+        params![at, id],
+    )?;
+    Ok(())
+}
+
+pub(super) fn append_audit(
+    conn: &mut Connection,
+    events: &[NewAuditEvent],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare(
+            "INSERT INTO audit (at, event, tenant, token_id, ip, details)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in events {
+            stmt.execute(params![
+                e.at,
+                e.event,
+                e.tenant,
+                e.token_id,
+                e.ip,
+                to_json(&e.details)?
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn list_audit(
+    conn: &Connection,
+    q: &AuditQuery,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, event, tenant, token_id, ip, details FROM audit
+         WHERE (?1 IS NULL OR tenant = ?1)
+           AND (?2 IS NULL OR event = ?2)
+           AND (?3 IS NULL OR at >= ?3)
+           AND (?4 IS NULL OR at < ?4)
+           AND (?5 IS NULL OR id < ?5)
+         ORDER BY id DESC
+         LIMIT ?6",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![
+                q.tenant,
+                q.event,
+                q.since,
+                q.until,
+                q.before_id,
+                i64::from(q.limit)
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, at, event, tenant, token_id, ip, details)| {
+            Ok(AuditRecord {
+                id,
+                event: NewAuditEvent {
+                    at,
+                    event,
+                    tenant,
+                    token_id,
+                    ip,
+                    details: from_json(&details)?,
+                },
+            })
+        })
+        .collect()
+}
+
+pub(super) fn purge(
+    conn: &mut Connection,
+    jobs_before: i64,
+    audit_before: i64,
+    tokens_before: i64,
+) -> Result<Purged, StoreError> {
+    let tx = conn.transaction()?;
+    let jobs = tx.execute(
+        "DELETE FROM jobs WHERE finished_at < ?1 AND status IN (?2, ?3, ?4)",
+        params![
+            jobs_before,
+            JobStatus::Succeeded.as_str(),
+            JobStatus::Failed.as_str(),
+            JobStatus::Cancelled.as_str()
+        ],
+    )?;
+    let audit = tx.execute("DELETE FROM audit WHERE at < ?1", [audit_before])?;
+    let tokens = tx.execute(
+        "DELETE FROM tokens WHERE kind <> ?1 AND expires_at < ?2",
+        params![TokenKind::Api.as_str(), tokens_before],
+    )?;
+    tx.commit()?;
+    Ok(Purged {
+        jobs: jobs as u64,
+        audit: audit as u64,
+        tokens: tokens as u64,
+    })
+}
+
+pub(super) fn erase_tenant(
+    conn: &mut Connection,
+    tenant: &str,
+    replacement: &str,
+    at: i64,
+) -> Result<Erased, StoreError> {
+    let tx = conn.transaction()?;
+    let jobs = tx.execute("DELETE FROM jobs WHERE tenant = ?1", [tenant])?;
+    let tokens = tx.execute(
+        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?1), tenant = ?2, name = ''
+         WHERE tenant = ?3",
+        params![at, replacement, tenant],
+    )?;
+    let audit = tx.execute(
+        "UPDATE audit SET tenant = ?1, ip = NULL WHERE tenant = ?2",
+        params![replacement, tenant],
+    )?;
+    // The name also appears as a JSON string in details (an admin's
+    // `token_created` for the tenant, an export of it); replace it there too,
+    // in every event.
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    tx.execute(
+        "UPDATE audit SET details = REPLACE(details, ?1, ?2) WHERE INSTR(details, ?1) > 0",
+        params![quoted(tenant), quoted(replacement)],
+    )?;
+    tx.commit()?;
+    Ok(Erased {
+        jobs: jobs as u64,
+        tokens: tokens as u64,
+        audit: audit as u64,
+    })
+}
