@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test lint fmt fuzz bench clean
+.PHONY: all toolchain guest build run example test client-test lint fmt fuzz bench clean
 
 all: build
 
@@ -38,6 +38,26 @@ example: build
 
 test: build
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
+	$(MAKE) client-test
+
+# The Python client (clients/python): a virtualenv under target/ (made once),
+# the package installed editable with its dev tools (again only when
+# pyproject.toml changes), `mypy --strict`, then pytest against a real
+# `strictpy serve` started from the release build.
+PY_VENV := target/py-venv
+PYTHON  ?= python3
+
+$(PY_VENV)/bin/python:
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(PY_VENV)/.installed: clients/python/pyproject.toml | $(PY_VENV)/bin/python
+	$(PY_VENV)/bin/python -m pip install --quiet -e 'clients/python[dev]'
+	touch $@
+
+client-test: $(PY_VENV)/.installed
+	cd clients/python && $(abspath $(PY_VENV))/bin/mypy --strict
+	cd clients/python && STRICTPY_BIN=$(abspath $(STRICTPY)) $(abspath $(PY_VENV))/bin/pytest
 
 lint: toolchain
 	$(CARGO) fmt --all --check
