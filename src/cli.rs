@@ -77,33 +77,78 @@ struct CheckArgs {
     common: PolicyArgs,
 }
 
+/// A job's inputs and limits: the flags `run` and `submit` share.
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// Wall-clock limit in milliseconds.
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Fuel budget (about one unit per wasm instruction).
+    #[arg(long)]
+    pub(crate) fuel: Option<u64>,
+    /// Memory cap in MiB.
+    #[arg(long)]
+    pub(crate) memory_mb: Option<u64>,
+    /// Cap on stdout and on stderr, each, in bytes.
+    #[arg(long)]
+    pub(crate) max_output_bytes: Option<u64>,
+    /// A JSON object whose keys become globals.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) context: Option<String>,
+    /// A file to feed to the program's stdin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) stdin: Option<PathBuf>,
+    /// Seed every source of randomness, for a reproducible run.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+}
+
+impl JobArgs {
+    /// The limit flags.
+    pub(crate) fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            timeout_ms: self.timeout_ms,
+            fuel: self.fuel,
+            memory_mb: self.memory_mb,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
+
+    /// `--context` parsed: a JSON object whose keys are safe identifiers.
+    pub(crate) fn context_value(&self) -> anyhow::Result<Option<serde_json::Value>> {
+        let Some(text) = &self.context else {
+            return Ok(None);
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).context("--context is not valid JSON")?;
+        let Some(obj) = value.as_object() else {
+            bail!("--context must be a JSON object");
+        };
+        for key in obj.keys() {
+            strictpy_analyzer::check_context_key(key)
+                .map_err(|m| anyhow::anyhow!("--context: {m}"))?;
+        }
+        Ok(Some(value))
+    }
+
+    /// The bytes of `--stdin`, or none.
+    pub(crate) fn stdin_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        match &self.stdin {
+            Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// `strictpy run`.
 #[derive(Debug, Args)]
 struct RunArgs {
     /// File, allowlist and policy.
     #[command(flatten)]
     common: PolicyArgs,
-    /// Wall-clock limit in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Fuel budget (about one unit per wasm instruction).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Memory cap in MiB.
-    #[arg(long)]
-    memory_mb: Option<u64>,
-    /// Cap on stdout and on stderr, each, in bytes.
-    #[arg(long)]
-    max_output_bytes: Option<u64>,
-    /// A JSON object whose keys become globals.
-    #[arg(long, value_name = "JSON")]
-    context: Option<String>,
-    /// A file to feed to the program's stdin.
-    #[arg(long, value_name = "FILE")]
-    stdin: Option<PathBuf>,
-    /// Seed every source of randomness, for a reproducible run.
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Inputs and limits.
+    #[command(flatten)]
+    job: JobArgs,
     /// The guest module; defaults to `$STRICTPY_GUEST` or the one built next
     /// to this binary.
     #[arg(long, value_name = "FILE")]
@@ -261,34 +306,9 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_REJECTED);
         }
     };
-    let context = match &args.context {
-        None => None,
-        Some(text) => {
-            let value: serde_json::Value =
-                serde_json::from_str(text).context("--context is not valid JSON")?;
-            let Some(obj) = value.as_object() else {
-                bail!("--context must be a JSON object");
-            };
-            for key in obj.keys() {
-                strictpy_analyzer::check_context_key(key)
-                    .map_err(|m| anyhow::anyhow!("--context: {m}"))?;
-            }
-            Some(value)
-        }
-    };
-    let stdin = match &args.stdin {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        None => Vec::new(),
-    };
-    let limits = Limits::default().with_overrides(
-        &LimitOverrides {
-            timeout_ms: args.timeout_ms,
-            fuel: args.fuel,
-            memory_mb: args.memory_mb,
-            max_output_bytes: args.max_output_bytes,
-        },
-        &Limits::default_max(),
-    )?;
+    let context = args.job.context_value()?;
+    let stdin = args.job.stdin_bytes()?;
+    let limits = Limits::default().with_overrides(&args.job.overrides(), &Limits::default_max())?;
     let guest = guest_path(args.guest.as_deref())?;
     let load_started = std::time::Instant::now();
     let mut config = SandboxConfig::new(&guest);
@@ -307,7 +327,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         context,
         allowlist,
         limits,
-        seed: args.seed,
+        seed: args.job.seed,
     };
     let (outcome, phases) = sandbox.run_with(&job, &CancelHandle::new());
     let timings = args.timings.then(|| {

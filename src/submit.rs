@@ -19,7 +19,7 @@ use clap::Args;
 use reqwest::{StatusCode, Url, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use strictpy_types::{JobStatus, Outcome, RunError, Status, Usage, Violation};
+use strictpy_types::{JobStatus, LimitOverrides, Outcome, RunError, Status, Usage, Violation};
 use uuid::Uuid;
 
 use crate::cli::{EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, read_source, report};
@@ -68,27 +68,9 @@ pub struct SubmitArgs {
     /// Print exactly one JSON object (the outcome) on stdout.
     #[arg(long)]
     json: bool,
-    /// Wall-clock limit in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Fuel budget (about one unit per wasm instruction).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Memory cap in MiB.
-    #[arg(long)]
-    memory_mb: Option<u64>,
-    /// Cap on stdout and on stderr, each, in bytes.
-    #[arg(long)]
-    max_output_bytes: Option<u64>,
-    /// A JSON object whose keys become globals.
-    #[arg(long, value_name = "JSON")]
-    context: Option<String>,
-    /// A file to feed to the program's stdin.
-    #[arg(long, value_name = "FILE")]
-    stdin: Option<PathBuf>,
-    /// Seed every source of randomness, for a reproducible run.
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Inputs and limits, as for `strictpy run`.
+    #[command(flatten)]
+    job: crate::cli::JobArgs,
     /// The idempotency key; by default a fresh UUID, so that retries of this
     /// submission return the same job. Pass your own to make re-running the
     /// command itself idempotent.
@@ -452,35 +434,30 @@ fn job_body(args: &SubmitArgs, code: String) -> anyhow::Result<Value> {
             .clone()
             .unwrap_or_else(|| Uuid::new_v4().to_string()),
     });
-    if let Some(text) = &args.context {
-        let value: Value = serde_json::from_str(text).context("--context is not valid JSON")?;
-        if !value.is_object() {
-            bail!("--context must be a JSON object");
-        }
-        body["context"] = value;
+    if let Some(context) = args.job.context_value()? {
+        body["context"] = context;
     }
-    if let Some(path) = &args.stdin {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))?;
+    if args.job.stdin.is_some() {
+        let text = String::from_utf8(args.job.stdin_bytes()?)
+            .map_err(|_| anyhow::anyhow!("--stdin is not UTF-8 text"))?;
         body["stdin"] = Value::String(text);
     }
-    let limits: serde_json::Map<String, Value> = [
-        ("timeout_ms", args.timeout_ms),
-        ("fuel", args.fuel),
-        ("memory_mb", args.memory_mb),
-        ("max_output_bytes", args.max_output_bytes),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), Value::from(v))))
-    .collect();
-    if !limits.is_empty() {
+    let limits = args.job.overrides();
+    if limits != LimitOverrides::default() {
+        // Only the limits given: the server fills in its own defaults.
+        let limits: serde_json::Map<String, Value> = serde_json::to_value(limits)?
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         body["limits"] = Value::Object(limits);
     }
     if !args.allow.is_empty() {
         body["allow"] = json!(args.allow);
     }
-    if let Some(seed) = args.seed {
+    if let Some(seed) = args.job.seed {
         body["seed"] = json!(seed);
     }
     Ok(body)
