@@ -232,6 +232,17 @@ async fn token_listings_never_show_secrets_and_validate_requests() {
     assert_eq!(list.json["tokens"][0]["name"], "ci");
     assert!(!list.text.contains(&secret));
     assert!(list.json["tokens"][0].get("token").is_none());
+    // At rest only the SHA-256 of the token exists: not in the database
+    // file, not in its write-ahead log.
+    let mut raw = Vec::new();
+    for name in ["strictpy.db", "strictpy.db-wal"] {
+        raw.extend(std::fs::read(s._dir.path().join(name)).unwrap_or_default());
+    }
+    let raw = String::from_utf8_lossy(&raw);
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+    assert!(raw.contains(&digest), "the hash is stored");
+    assert!(!raw.contains(&secret), "the secret is not");
+    assert!(!raw.contains(&s.token), "nor the admin token");
     // One use records a last-used time.
     s.call_as(&secret, "POST", "/v1/check", Some(json!({"code": "x = 1"})))
         .await;
