@@ -459,9 +459,11 @@ impl FromRequestParts<AppState> for Auth {
             .check_token(&principal.budget_key, principal.limits)
             .map_err(|r| refused(state, r, Event::new("rate_limited").principal(&principal)))?;
         state.touch(&principal.token_id, record.last_used_at);
-        state
-            .audit
-            .record(Event::new("auth_success").principal(&principal));
+        if state.first_success_this_minute(&principal.token_id, ip) {
+            state
+                .audit
+                .record(Event::new("auth_success").principal(&principal));
+        }
         Ok(Auth(principal))
     }
 }

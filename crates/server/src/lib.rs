@@ -121,6 +121,9 @@ pub struct Shared {
     /// When each token's `last_used_at` was last written, so it is written
     /// at most once a minute rather than on every request.
     touched: Mutex<HashMap<String, i64>>,
+    /// When `auth_success` was last stored per token and client IP, so a
+    /// busy client adds one audit row a minute, not one per request.
+    seen: Mutex<HashMap<(String, std::net::IpAddr), i64>>,
 }
 
 /// The state every handler gets: a cheap handle on [`Shared`].
@@ -198,6 +201,28 @@ impl AppState {
                 tracing::warn!(error = %e, "cannot record a token's last use");
             }
         });
+    }
+
+    /// True when this successful authentication should be audited: the
+    /// first from its token and client IP in a minute. Bounds the audit
+    /// log's growth under steady traffic while keeping who-used-what-from-
+    /// where.
+    pub fn first_success_this_minute(&self, token_id: &str, ip: std::net::IpAddr) -> bool {
+        const EVERY_MS: i64 = 60_000;
+        const PRUNE_AT: usize = 10_000;
+        let now = now_ms();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= PRUNE_AT {
+            seen.retain(|_, at| now.saturating_sub(*at) < EVERY_MS);
+        }
+        let key = (token_id.to_owned(), ip);
+        match seen.get(&key) {
+            Some(at) if now.saturating_sub(*at) < EVERY_MS => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
     }
 
     /// Bookkeeping for a job that just became final: metrics, waiters, the
@@ -290,6 +315,7 @@ impl Server {
             guard: limits::Guard::new(config.rate_limit, config.lockout),
             audit,
             touched: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             default_limits,
             max_limits,
             store,

@@ -110,6 +110,9 @@ async fn the_audit_log_records_static_and_run_time_attempts_and_limit_hits() {
             .is_some_and(|id| id.len() == 16)
     );
     assert!(success["ip"].is_string());
+    // Four requests from one token and address: one row for the minute.
+    let successes = all.iter().filter(|e| e["event"] == "auth_success").count();
+    assert_eq!(successes, 1, "{all:?}");
     assert!(!log.text.contains(&token));
 
     // Filters: event, time window, paging.
