@@ -501,7 +501,7 @@ fn load_or_create_secret(data_dir: &Path) -> Result<Vec<Vec<u8>>, WebhookError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(WebhookError::Secret(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(WebhookError::Secret)?;
+    strictpy_store::create_data_dir(data_dir).map_err(WebhookError::Secret)?;
     let secret = random_secret();
     save_secrets(&path, &[secret.as_bytes().to_vec()])?;
     tracing::info!(path = %path.display(), "generated a webhook secret");

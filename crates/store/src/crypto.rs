@@ -237,7 +237,7 @@ impl Keyring {
             path: path.to_owned(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(io)?;
+        crate::create_data_dir(data_dir).map_err(io)?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         SysRng
             .try_fill_bytes(key.as_mut_slice())

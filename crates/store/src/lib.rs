@@ -22,6 +22,18 @@ pub use security::{
 };
 pub use sqlite::SqliteStore;
 
+/// Creates the data dir (and its parents) if it does not exist. A directory
+/// created here is private to the service's user (0700 on Unix): it holds the
+/// database, keys and tokens. An existing directory keeps the permissions
+/// its operator gave it.
+pub fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
 /// What every store method returns: a boxed future, so `dyn JobStore` works.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

@@ -108,11 +108,25 @@ impl SqliteStore {
     /// open fails if the newest job is sealed with a key `keys` lacks (the
     /// key file was lost or replaced instead of rotated).
     pub fn open(data_dir: &Path, keys: Arc<Keyring>) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        crate::create_data_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
-        let conn = Connection::open(data_dir.join(DB_FILE))?;
+        let path = data_dir.join(DB_FILE);
+        let created = !path.exists();
+        let conn = Connection::open(&path)?;
+        // A new database is private to the service's user; SQLite gives its
+        // -wal and -shm files the database file's permissions.
+        #[cfg(unix)]
+        if created {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+        }
         // WAL lets readers run beside the writer. synchronous=NORMAL makes a
         // commit durable against the process dying (kill -9); only `create`
         // switches to FULL, so that an accepted job also survives a power

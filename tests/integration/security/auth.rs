@@ -354,18 +354,24 @@ async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_start_makes_one_private_admin_token_and_later_starts_none() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = crate::server::test_config(dir.path());
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("fresh").join("data");
+    let config = crate::server::test_config(&data);
     let server = strictpy_server::Server::start(config.clone(), crate::server::shared_sandbox())
         .await
         .expect("start");
-    let file = dir.path().join("admin-token");
+    let file = data.join("admin-token");
     let token = std::fs::read_to_string(&file).expect("admin-token");
+    // The data dir it made, the database and the token file are private.
     #[cfg(unix)]
-    {
+    for (path, want) in [
+        (&data, 0o700),
+        (&data.join("strictpy.db"), 0o600),
+        (&file, 0o600),
+    ] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, want, "{}", path.display());
     }
     let app = server.router();
     let me = call(&app, Some(token.trim()), "GET", "/v1/tokens", None).await;
