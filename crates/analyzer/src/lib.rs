@@ -34,6 +34,7 @@ mod context_key;
 mod encoding;
 mod nesting;
 mod parse;
+mod pool;
 mod walk;
 
 #[cfg(test)]
@@ -99,22 +100,34 @@ impl Finding {
 /// column 1 whose message says the analyzer failed: the static check has no
 /// `internal` verdict, and refusing the program is the only safe answer.
 pub fn check(source: &[u8], policy: &Policy, allowlist: &BTreeSet<String>) -> Vec<Violation> {
+    pool::run(source, policy, allowlist)
+        .unwrap_or_else(|| check_on_new_thread(source, policy, allowlist))
+}
+
+/// [`check`] on a thread of its own, for when the long-lived workers are not
+/// available (they could not be started).
+fn check_on_new_thread(
+    source: &[u8],
+    policy: &Policy,
+    allowlist: &BTreeSet<String>,
+) -> Vec<Violation> {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("strictpy-analyzer".to_owned())
             .stack_size(WORKER_STACK_BYTES)
             .spawn_scoped(scope, || analyze(source, policy, allowlist));
         match worker {
-            Ok(handle) => handle.join().unwrap_or_else(|_| {
-                vec![analyzer_failure(
-                    "the analyzer failed on this input (parser failed); the program is refused",
-                )]
-            }),
+            Ok(handle) => handle.join().unwrap_or_else(|_| vec![parser_failed()]),
             Err(_) => vec![analyzer_failure(
                 "the analyzer could not start its worker thread; the program is refused",
             )],
         }
     })
+}
+
+/// The violation for a panic inside the analyzer.
+fn parser_failed() -> Violation {
+    analyzer_failure("the analyzer failed on this input (parser failed); the program is refused")
 }
 
 /// The violation that stands for a failure of the analyzer itself.
