@@ -243,7 +243,11 @@ impl AppState {
         if let Some(notify) = self.waiters().remove(&id) {
             notify.notify_waiters();
         }
-        self.spawn_webhook(id);
+        // Most jobs have no webhook; only those need the final record read
+        // back from the store.
+        if job.callback.is_some() {
+            self.spawn_webhook(id);
+        }
     }
 
     /// Delivers job `id`'s webhook in the background, if it has a pending one.
