@@ -345,6 +345,78 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
+/// Adds the answers every route can give that its handler does not name:
+/// `403 ip_not_allowed` from the network guard everywhere; `401`, the scope's
+/// `403` and `429` wherever a bearer token is checked; `429` where the
+/// per-IP bucket applies (the refresh and revoke endpoints).
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, path::Operation};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    const UNAUTHENTICATED: &[&str] = &[
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/oauth/token/refresh",
+        "/v1/oauth/revoke",
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let bearer = !UNAUTHENTICATED.contains(&path.as_str());
+        let per_ip = path.starts_with("/v1/");
+        let ops: [&mut Option<Operation>; 4] = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.put,
+        ];
+        for op in ops.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if bearer {
+                add(
+                    "401",
+                    "unauthorized: a missing, malformed, unknown, expired or revoked token (with WWW-Authenticate)",
+                );
+                add(
+                    "403",
+                    "insufficient_scope (details.required), or ip_not_allowed",
+                );
+                add(
+                    "429",
+                    "rate_limited (with Retry-After, RateLimit-Policy, RateLimit), too_many_jobs or locked_out",
+                );
+            } else {
+                add(
+                    "403",
+                    "ip_not_allowed: the client is outside the IP allowlist",
+                );
+                if per_ip {
+                    add(
+                        "429",
+                        "rate_limited per client IP, or locked_out (with Retry-After)",
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The API routes, each registered together with its OpenAPI operation.
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -374,7 +446,13 @@ fn api_router() -> OpenApiRouter<AppState> {
 /// The OpenAPI 3 document, built once.
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| api_router().split_for_parts().1)
+    DOC.get_or_init(|| {
+        // The paths exist only once the routes are registered, so the
+        // answers common to every route are added here, not in a modifier.
+        let mut doc = api_router().split_for_parts().1;
+        add_common_responses(&mut doc);
+        doc
+    })
 }
 
 /// The router: every API route, the body cap, panic catching, request

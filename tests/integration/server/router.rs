@@ -571,6 +571,21 @@ async fn probes_metrics_and_openapi() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // Token-checked routes document 401, 403 and 429; probes do not need a
+    // token but can still be refused by the IP allowlist.
+    for (path, method) in [
+        ("/v1/jobs", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/oauth/token", "post"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for code in ["401", "403", "429"] {
+            assert!(responses[code].is_object(), "{method} {path} lacks {code}");
+        }
+    }
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["403"].is_object());
+    assert!(doc["paths"]["/v1/oauth/revoke"]["post"]["responses"]["429"].is_object());
     // Every `$ref` points at a schema the document defines.
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     let mut refs = Vec::new();
