@@ -366,16 +366,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Ip {
     }
 }
 
-/// Counts a request without valid credentials against its IP's bucket, and
-/// refuses locked-out IPs.
-pub fn unauthenticated(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
-    if let Some(retry_after) = state.guard.locked_out(ip) {
-        return Err(refused(
+/// `429 locked_out` (audited) while `ip` is locked out after bad tokens.
+fn not_locked_out(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    match state.guard.locked_out(ip) {
+        Some(retry_after) => Err(refused(
             state,
             Refusal::LockedOut { retry_after },
             Event::new("locked_out").ip(ip),
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+/// Counts a request without valid credentials against its IP's bucket, and
+/// refuses locked-out IPs.
+pub fn unauthenticated(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    not_locked_out(state, ip)?;
     state
         .guard
         .check_ip(ip)
@@ -428,13 +434,7 @@ impl FromRequestParts<AppState> for Auth {
                 false,
             ));
         };
-        if let Some(retry_after) = state.guard.locked_out(ip) {
-            return Err(refused(
-                state,
-                Refusal::LockedOut { retry_after },
-                Event::new("locked_out").ip(ip),
-            ));
-        }
+        not_locked_out(state, ip)?;
         let record = match verify(state, token, &[TokenKind::Api, TokenKind::Access]).await? {
             Ok(record) => record,
             Err((why, id)) => {
