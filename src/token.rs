@@ -9,9 +9,10 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use strictpy_server::{
     admin::{CreateTokenRequest, CreatedToken, TokenView, token_spec},
+    audit::Event,
     config::{Config, FlagOverrides},
 };
-use strictpy_store::{JobStore, NewAuditEvent, TokenKind, TokenLimits};
+use strictpy_store::{JobStore, TokenKind, TokenLimits};
 
 /// `strictpy token`.
 #[derive(Debug, Args)]
@@ -95,18 +96,6 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// An audit event for a change made from the command line.
-fn event(name: &str, tenant: &str, token_id: &str, details: serde_json::Value) -> NewAuditEvent {
-    NewAuditEvent {
-        at: strictpy_server::now_ms(),
-        event: name.to_owned(),
-        tenant: Some(tenant.to_owned()),
-        token_id: Some(token_id.to_owned()),
-        ip: None,
-        details,
-    }
-}
-
 async fn create(store: &dyn JobStore, c: CreateArgs, as_json: bool) -> anyhow::Result<u8> {
     let expires_in_secs = c
         .expires_in
@@ -129,12 +118,13 @@ async fn create(store: &dyn JobStore, c: CreateArgs, as_json: bool) -> anyhow::R
     let token = spec.issue().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     store.insert_token(token.record.clone()).await?;
     store
-        .append_audit(vec![event(
-            "token_created",
-            &token.record.tenant,
-            &token.record.id,
-            json!({ "scopes": token.record.scopes, "via": "cli" }),
-        )])
+        .append_audit(vec![
+            Event::new("token_created")
+                .tenant(&token.record.tenant)
+                .token(&token.record.id)
+                .details(json!({ "scopes": token.record.scopes, "via": "cli" }))
+                .stored(),
+        ])
         .await?;
     let created = CreatedToken {
         view: TokenView::from(&token.record),
@@ -200,12 +190,13 @@ async fn revoke(store: &dyn JobStore, id: String, as_json: bool) -> anyhow::Resu
         .await?;
     if changed {
         store
-            .append_audit(vec![event(
-                "token_revoked",
-                &token.tenant,
-                &id,
-                json!({ "via": "cli" }),
-            )])
+            .append_audit(vec![
+                Event::new("token_revoked")
+                    .tenant(&token.tenant)
+                    .token(&id)
+                    .details(json!({ "via": "cli" }))
+                    .stored(),
+            ])
             .await?;
     }
     if as_json {

@@ -75,6 +75,18 @@ impl Event {
         self.details = details;
         self
     }
+
+    /// The row to store, stamped with the current time.
+    pub fn stored(self) -> NewAuditEvent {
+        NewAuditEvent {
+            at: now_ms(),
+            event: self.name.to_owned(),
+            tenant: self.tenant,
+            token_id: self.token_id,
+            ip: self.ip.map(|ip| ip.to_string()),
+            details: self.details,
+        }
+    }
 }
 
 /// A message to the writer task.
@@ -105,14 +117,7 @@ impl AuditLog {
     /// the store. Never blocks the caller: when the queue is full (the store
     /// is far behind), the event is handed to a task that waits for room.
     pub fn record(&self, event: Event) {
-        let stored = NewAuditEvent {
-            at: now_ms(),
-            event: event.name.to_owned(),
-            tenant: event.tenant,
-            token_id: event.token_id,
-            ip: event.ip.map(|ip| ip.to_string()),
-            details: event.details,
-        };
+        let stored = event.stored();
         // Successful authentication is routine; it goes to the store and to
         // the log at debug level, the rest at info.
         let details = stored.details.to_string();
