@@ -8,9 +8,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use strictpy_server::{
-    admin::{CreateTokenRequest, CreatedToken, TokenView, token_spec},
     audit::Event,
     config::{Config, FlagOverrides},
+    routes::tokens::{CreateTokenRequest, CreatedToken, TokenView, token_spec},
 };
 use strictpy_store::{JobStore, TokenKind, TokenLimits};
 

@@ -1,6 +1,9 @@
 //! The security audit log: events are emitted on the `security` tracing
 //! target at once and written to the store in batches by a background task,
 //! so recording one never adds a database write to the request's latency.
+//!
+//! This module knows nothing of who is calling; `auth::Principal::event`
+//! fills an [`Event`] from the caller, so the dependency runs one way only.
 
 use std::net::IpAddr;
 
@@ -8,7 +11,7 @@ use serde_json::{Value, json};
 use strictpy_store::{JobStore, NewAuditEvent};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{auth::Principal, now_ms};
+use crate::now_ms;
 
 /// Events waiting for the writer; past this, recording waits briefly (see
 /// [`AuditLog::record`]).
@@ -42,14 +45,6 @@ impl Event {
             ip: None,
             details: Value::Null,
         }
-    }
-
-    /// Sets tenant, token and IP from the caller.
-    pub fn principal(mut self, p: &Principal) -> Self {
-        self.tenant = Some(p.tenant.clone());
-        self.token_id = Some(p.token_id.clone());
-        self.ip = Some(p.ip);
-        self
     }
 
     /// Sets the tenant.

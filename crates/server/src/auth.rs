@@ -118,6 +118,14 @@ impl Principal {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
     }
 
+    /// An audit event about this caller: its tenant, token and IP set.
+    pub fn event(&self, name: &'static str) -> Event {
+        Event::new(name)
+            .tenant(&self.tenant)
+            .token(&self.token_id)
+            .ip(self.ip)
+    }
+
     /// `403 insufficient_scope` unless the token has `scope`; the refusal is
     /// audited.
     pub fn require(&self, state: &AppState, scope: Scope) -> Result<(), ApiError> {
@@ -125,8 +133,7 @@ impl Principal {
             return Ok(());
         }
         state.audit.record(
-            Event::new("permission_denied")
-                .principal(self)
+            self.event("permission_denied")
                 .details(json!({ "required": scope.as_str() })),
         );
         Err(ApiError::new(
@@ -457,12 +464,10 @@ impl FromRequestParts<AppState> for Auth {
         state
             .guard
             .check_token(&principal.budget_key, principal.limits)
-            .map_err(|r| refused(state, r, Event::new("rate_limited").principal(&principal)))?;
+            .map_err(|r| refused(state, r, principal.event("rate_limited")))?;
         state.touch(&principal.token_id, record.last_used_at);
         if state.first_success_this_minute(&principal.token_id, ip) {
-            state
-                .audit
-                .record(Event::new("auth_success").principal(&principal));
+            state.audit.record(principal.event("auth_success"));
         }
         Ok(Auth(principal))
     }

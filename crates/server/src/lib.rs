@@ -7,17 +7,20 @@
 //! [`app`] builds the router; [`serve`] runs it until a shutdown signal and
 //! then drains gracefully.
 
-pub mod admin;
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod redact;
+pub mod retention;
+pub mod routes;
 pub mod tls;
+pub mod views;
 pub mod webhook;
 pub mod workers;
 
@@ -39,9 +42,9 @@ use strictpy_types::{JobStatus, Limits, Outcome};
 use tokio::{net::TcpListener, runtime::Handle, sync::Notify};
 use uuid::Uuid;
 
-pub use api::app;
 pub use config::Config;
 pub use error::ApiError;
+pub use routes::app;
 
 use crate::{
     metrics::Metrics,
@@ -265,7 +268,7 @@ impl AppState {
             if job.callback.is_none() {
                 return;
             }
-            let body = match serde_json::to_vec(&api::JobView::from(&job)) {
+            let body = match serde_json::to_vec(&views::JobView::from(&job)) {
                 Ok(body) => body,
                 Err(e) => {
                     tracing::error!(%id, error = %e, "webhook: cannot encode the job");
@@ -338,7 +341,7 @@ impl Server {
         auth::bootstrap(&state, &state.config.data_dir)
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-        admin::spawn_retention(&state);
+        retention::spawn(&state);
         let recovery = state
             .store
             .recover(workers::internal_outcome(workers::WORKER_STOPPED), now_ms())

@@ -1,0 +1,68 @@
+//! The configured policy applied to a request: the allowlist a request may
+//! extend and the static check, shared by job submission and `/v1/check`.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use strictpy_types::Verdict;
+
+use crate::{AppState, auth::Principal, error::ApiError};
+
+/// The configured allowlist plus `allow`, or `422` naming the module the
+/// policy does not let calls add.
+pub fn allowlist(state: &AppState, allow: &[String]) -> Result<BTreeSet<String>, ApiError> {
+    state.config.policy.effective_allowlist(allow).map_err(|e| {
+        ApiError::unprocessable("module_not_allowable", e.to_string())
+            .with_details(json!({ "field": "allow", "module": e.module }))
+    })
+}
+
+/// Runs the analyzer off the async threads (a large source takes a few ms);
+/// returns the source with a BOM dropped, or `422` with the violations.
+/// Forbidden imports, builtins and attributes are audited as attempts.
+pub async fn static_check(
+    state: &AppState,
+    who: &Principal,
+    code: String,
+    allowlist: BTreeSet<String>,
+) -> Result<String, ApiError> {
+    let policy = state.config.policy.clone();
+    let violations = tokio::task::spawn_blocking(move || {
+        let v = strictpy_analyzer::check(code.as_bytes(), &policy, &allowlist);
+        (v, code)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match violations {
+        (v, code) if v.is_empty() => Ok(code
+            .strip_prefix('\u{feff}')
+            .map_or(code.clone(), str::to_owned)),
+        (v, _) => {
+            let attempts: Vec<_> = v
+                .iter()
+                .filter(|x| {
+                    matches!(
+                        x.rule,
+                        Verdict::ForbiddenImport
+                            | Verdict::ForbiddenBuiltin
+                            | Verdict::ForbiddenAttribute
+                    )
+                })
+                .map(|x| json!({ "rule": x.rule, "name": x.name, "line": x.line }))
+                .collect();
+            if !attempts.is_empty() {
+                state.audit.record(
+                    who.event("policy_violation")
+                        .details(json!({ "violations": attempts })),
+                );
+            }
+            let message = match v.as_slice() {
+                [one] => one.message.clone(),
+                [first, rest @ ..] => format!("{} (and {} more)", first.message, rest.len()),
+                [] => String::new(),
+            };
+            Err(ApiError::unprocessable("policy_violation", message)
+                .with_details(json!({ "violations": v })))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The router and the OpenAPI document, assembled in one place from one
+//! module per resource. Each route is registered together with its OpenAPI
+//! operation (both come from the same `routes!` call), so the document
+//! cannot drift from the routes.
+//!
+//! Route modules share only what lives outside `routes/` (`http`, `views`,
+//! `policy`, `auth`, `error`); none imports a sibling's handlers or helpers.
+
+pub mod audit;
+pub mod check;
+pub mod jobs;
+pub mod oauth;
+pub mod probes;
+pub mod tenants;
+pub mod tokens;
+pub mod webhook_secrets;
+
+use std::sync::OnceLock;
+
+use axum::{Router, http::StatusCode, response::IntoResponse};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    AppState,
+    error::{ApiError, ErrorBody},
+};
+
+/// The OpenAPI document's root; the paths come from the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "strictpy",
+        description = "Runs untrusted Python in RustPython under wasmtime, with a static policy check."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the operations refer to.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (spk_...) or an access token (spa_...); see docs/security.md",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the answers every route can give that its handler does not name:
+/// `403 ip_not_allowed` from the network guard everywhere; `401`, the scope's
+/// `403` and `429` wherever a bearer token is checked; `429` where the
+/// per-IP bucket applies (the refresh and revoke endpoints).
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, path::Operation};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    const UNAUTHENTICATED: &[&str] = &[
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/oauth/token/refresh",
+        "/v1/oauth/revoke",
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let bearer = !UNAUTHENTICATED.contains(&path.as_str());
+        let per_ip = path.starts_with("/v1/");
+        let ops: [&mut Option<Operation>; 4] = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.put,
+        ];
+        for op in ops.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if bearer {
+                add(
+                    "401",
+                    "unauthorized: a missing, malformed, unknown, expired or revoked token (with WWW-Authenticate)",
+                );
+                add(
+                    "403",
+                    "insufficient_scope (details.required), or ip_not_allowed",
+                );
+                add(
+                    "429",
+                    "rate_limited (with Retry-After, RateLimit-Policy, RateLimit), too_many_jobs or locked_out",
+                );
+            } else {
+                add(
+                    "403",
+                    "ip_not_allowed: the client is outside the IP allowlist",
+                );
+                if per_ip {
+                    add(
+                        "429",
+                        "rate_limited per client IP, or locked_out (with Retry-After)",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The API routes, each registered together with its OpenAPI operation.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::create_job, jobs::list_jobs))
+        .routes(routes!(jobs::create_batch))
+        .routes(routes!(jobs::get_job, jobs::cancel_job))
+        .routes(routes!(check::check))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(oauth::oauth_token))
+        .routes(routes!(oauth::oauth_refresh))
+        .routes(routes!(oauth::oauth_revoke))
+        .routes(routes!(audit::audit_log))
+        .routes(routes!(tenants::export_tenant))
+        .routes(routes!(tenants::erase_tenant))
+        .routes(routes!(webhook_secrets::rotate_webhook_secret))
+        .routes(routes!(webhook_secrets::retire_webhook_secret))
+        .routes(routes!(probes::healthz))
+        .routes(routes!(probes::readyz))
+        .routes(routes!(probes::metrics))
+        .routes(routes!(probes::openapi_json))
+}
+
+/// The OpenAPI 3 document, built once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        // The paths exist only once the routes are registered, so the
+        // answers common to every route are added here, not in a modifier.
+        let mut doc = api_router().split_for_parts().1;
+        add_common_responses(&mut doc);
+        doc
+    })
+}
+
+/// The router: every API route, the body cap, panic catching, request
+/// tracing, and JSON 404/405 answers in the error shape.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let (router, _) = api_router().split_for_parts();
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a handler panicked").into_response()
+            },
+        ))
+        // The client IP and the allowlist, before everything listed above
+        // (which this layer wraps) and every handler: authentication and
+        // rate limits read `net::ClientIp` from the request's extensions,
+        // and refused addresses never get to try a token.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::net::guard,
+        ))
+        // Spans and events at debug, with method, URI and status only: no
+        // headers (credentials) and no bodies (code, context) ever.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new()
+                        .level(tracing::Level::DEBUG)
+                        .include_headers(false),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::DEBUG)
+                        .include_headers(false),
+                ),
+        )
+        .with_state(state)
+}

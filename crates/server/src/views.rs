@@ -1,0 +1,171 @@
+//! Response views more than one resource answers with: a job as the API
+//! shows it (jobs, tenant export, webhook bodies) and an audit event (the
+//! audit log, tenant export).
+
+use serde::Serialize;
+use serde_json::Value;
+use strictpy_store::{AuditRecord, Callback, DeliveryState, JobRecord};
+use strictpy_types::{JobStatus, Limits, RunError, Usage};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::rfc3339;
+
+/// Default and largest page of `GET /v1/audit`.
+pub const AUDIT_PAGE: (u32, u32) = (100, 1000);
+
+/// A job: its state, the limits applied and, once final, its outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job id.
+    pub id: Uuid,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When a worker started it.
+    pub started_at: Option<String>,
+    /// When it became final.
+    pub finished_at: Option<String>,
+    /// The limits as applied.
+    pub limits: Limits,
+    /// The extra modules the request allowed.
+    pub allow: Vec<String>,
+    /// The seed, if one was given.
+    pub seed: Option<u64>,
+    /// The idempotency key, if one was given.
+    pub idempotency_key: Option<String>,
+    /// The program's stdout; `null` until final.
+    pub stdout: Option<String>,
+    /// The program's stderr; `null` until final.
+    pub stderr: Option<String>,
+    /// True when stdout was cut at the output cap.
+    pub stdout_truncated: Option<bool>,
+    /// True when stderr was cut at the output cap.
+    pub stderr_truncated: Option<bool>,
+    /// The JSON value of the program's global `result`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Why the job failed or was cancelled.
+    pub error: Option<RunError>,
+    /// What the run used; `null` until final.
+    pub usage: Option<Usage>,
+    /// The webhook, if the job has one.
+    pub callback: Option<CallbackView>,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(job: &JobRecord) -> Self {
+        let outcome = job.outcome.as_ref();
+        Self {
+            id: job.id,
+            status: job.status,
+            created_at: rfc3339(job.created_at),
+            started_at: job.started_at.map(rfc3339),
+            finished_at: job.finished_at.map(rfc3339),
+            limits: job.spec.limits,
+            allow: job.spec.allow.clone(),
+            seed: job.spec.seed,
+            idempotency_key: job.idempotency_key.clone(),
+            stdout: outcome.map(|o| o.stdout.clone()),
+            stderr: outcome.map(|o| o.stderr.clone()),
+            stdout_truncated: outcome.map(|o| o.stdout_truncated),
+            stderr_truncated: outcome.map(|o| o.stderr_truncated),
+            result: outcome.and_then(|o| o.result.clone()),
+            error: outcome.and_then(|o| o.error.clone()),
+            usage: outcome.map(|o| o.usage),
+            callback: job.callback.as_ref().map(callback_view),
+        }
+    }
+}
+
+/// Delivery state of a job's webhook.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// Not delivered yet.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Delivery gave up.
+    Failed,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackAttempt {
+    /// When it started (RFC 3339).
+    pub at: String,
+    /// The receiver's status code, if it answered.
+    pub status_code: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A job's webhook and how its delivery went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackView {
+    /// The callback URL.
+    pub url: String,
+    /// Delivery state.
+    pub status: CallbackStatus,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<CallbackAttempt>,
+}
+
+fn callback_view(c: &Callback) -> CallbackView {
+    CallbackView {
+        url: c.url.clone(),
+        status: match c.state {
+            DeliveryState::Pending => CallbackStatus::Pending,
+            DeliveryState::Delivered => CallbackStatus::Delivered,
+            DeliveryState::Failed => CallbackStatus::Failed,
+        },
+        attempts: c
+            .attempts
+            .iter()
+            .map(|a| CallbackAttempt {
+                at: rfc3339(a.at),
+                status_code: a.status_code,
+                error: a.error.clone(),
+                duration_ms: a.duration_ms,
+            })
+            .collect(),
+    }
+}
+
+/// One audit event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditView {
+    /// Sequence number.
+    pub id: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// What happened.
+    pub event: String,
+    /// The tenant, when known (anonymised after erasure).
+    pub tenant: Option<String>,
+    /// The token's public id, never its secret.
+    pub token_id: Option<String>,
+    /// The client's IP.
+    pub ip: Option<String>,
+    /// Event details.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl From<&AuditRecord> for AuditView {
+    fn from(r: &AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            at: rfc3339(r.event.at),
+            event: r.event.event.clone(),
+            tenant: r.event.tenant.clone(),
+            token_id: r.event.token_id.clone(),
+            ip: r.event.ip.clone(),
+            details: r.event.details.clone(),
+        }
+    }
+}
