@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -233,3 +233,86 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
         "the listener is closed after shutdown"
     );
 }
+
+/// Sends `head` and then all of `body` on a plain socket before reading
+/// anything, as Python's `http.client` does, and returns what came back.
+fn send_all_then_read(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream
+        .write_all(body)
+        .expect("the whole body is written: the server reads what it refuses");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the answer is read, not reset");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_the_whole_body_first_reads_the_413() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    // Large enough that the refused body is more than loopback's socket
+    // buffers hold, so an unread rest would reset the connection.
+    config.max_body_bytes = 2 * 1024 * 1024;
+    let cap = config.max_body_bytes;
+    let server = Server::start(config, shared_sandbox())
+        .await
+        .expect("start");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(strictpy_server::serve(server, listener, async move {
+        let _ = stopped.await;
+    }));
+    let token = super::admin_token(dir.path());
+    // Past the cap, within what the server drains (four times the cap).
+    let body = format!("{{\"code\": \"{}\"}}", "x".repeat(3 * cap));
+    let sized = format!(
+        "POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let chunked_body = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let chunked = format!(
+        "POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    // Without a token the 401 comes before the body is looked at; it too
+    // must reach a client that is still sending.
+    let anonymous = format!(
+        "POST /v1/check HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            send_all_then_read(addr, &sized, body.as_bytes()),
+            send_all_then_read(addr, &chunked, chunked_body.as_bytes()),
+            send_all_then_read(addr, &anonymous, body.as_bytes()),
+        ]
+    })
+    .await
+    .expect("client thread");
+    for (answer, status, code) in [
+        (&answers[0], "413", "payload_too_large"),
+        (&answers[1], "413", "payload_too_large"),
+        (&answers[2], "401", "unauthorized"),
+    ] {
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(answer.contains(&format!("\"code\":\"{code}\"")), "{answer}");
+    }
+    let _ = stop.send(());
+    serving
+        .await
+        .expect("serve task")
+        .expect("serve ends cleanly");
+}

@@ -196,6 +196,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::net::guard,
         ))
+        // Outside everything else that can answer early (the guard's 403,
+        // a 401, a 413), so whatever body they leave unread is drained
+        // before the answer goes out and a client that sends its whole body
+        // first still reads it.
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            crate::drain::unread_body,
+        ))
         // Spans and events at debug, with method, URI and status only: no
         // headers (credentials) and no bodies (code, context) ever.
         .layer(
