@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test lint fmt fuzz bench clean
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean
 
 all: build
 
@@ -39,6 +39,7 @@ example: build
 test: build
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
 	$(MAKE) client-test
+	$(MAKE) contract-test
 
 # The Python client (clients/python): a virtualenv under target/ (made once),
 # the package installed editable with its dev tools (again only when
@@ -58,6 +59,20 @@ $(PY_VENV)/.installed: clients/python/pyproject.toml | $(PY_VENV)/bin/python
 client-test: $(PY_VENV)/.installed
 	cd clients/python && $(abspath $(PY_VENV))/bin/mypy --strict
 	cd clients/python && STRICTPY_BIN=$(abspath $(STRICTPY)) $(abspath $(PY_VENV))/bin/pytest
+
+# The OpenAPI contract: schemathesis 4 (its own virtualenv under target/)
+# with every check and phase against a real `strictpy serve`
+# (tests/schemathesis; narrow exceptions in schemathesis.toml).
+ST_VENV := target/schemathesis-venv
+
+$(ST_VENV)/.installed:
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ST_VENV)/bin/python -m pip install --quiet 'schemathesis==4.32.5' 'pytest>=8'
+	touch $@
+
+contract-test: $(ST_VENV)/.installed
+	STRICTPY_BIN=$(abspath $(STRICTPY)) $(ST_VENV)/bin/pytest -s tests/schemathesis
 
 lint: toolchain
 	$(CARGO) fmt --all --check

@@ -24,8 +24,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// A sentence for people.
     pub message: String,
-    /// Structured details (the offending field, the violations, ...).
-    #[schema(value_type = Object)]
+    /// Structured details (the offending field, the violations, ...);
+    /// `null` when the error has none.
+    #[schema(value_type = Option<Object>)]
     pub details: Value,
 }
 

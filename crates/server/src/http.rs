@@ -66,9 +66,14 @@ pub fn no_store() -> HeaderMap {
     h
 }
 
-/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const LAST_MS: u64 = 253_402_300_799_999;
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds; a time before 1970
+/// or past the year 9999 is written as the nearest one there is.
 pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let ms = u64::try_from(ms).unwrap_or(0).min(LAST_MS);
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
 

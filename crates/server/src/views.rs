@@ -151,8 +151,8 @@ pub struct AuditView {
     pub token_id: Option<String>,
     /// The client's IP.
     pub ip: Option<String>,
-    /// Event details.
-    #[schema(value_type = Object)]
+    /// Event details; `null` for events that have none.
+    #[schema(value_type = Option<Object>)]
     pub details: Value,
 }
 

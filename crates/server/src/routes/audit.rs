@@ -26,12 +26,20 @@ pub struct AuditParams {
     /// Only this event (`auth_failure`, `token_created`, ...).
     pub event: Option<String>,
     /// Only events at or after this time (RFC 3339).
+    #[param(
+        pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
+    )]
     pub since: Option<String>,
     /// Only events before this time (RFC 3339).
+    #[param(
+        pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
+    )]
     pub until: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^a1[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 

@@ -66,7 +66,8 @@ pub struct JobRequest {
     /// Extra modules to allow, from the policy's `allowable_modules`.
     #[serde(default)]
     pub allow: Vec<String>,
-    /// Seeds every source of randomness, for a reproducible run.
+    /// Seeds every source of randomness, for a reproducible run; 0 to
+    /// 2^63 - 1, so it survives any JSON decoder as an exact integer.
     #[serde(default)]
     pub seed: Option<u64>,
     /// Where to POST the job's final state (signed; see the docs).
@@ -78,6 +79,7 @@ pub struct JobRequest {
     pub wait: bool,
     /// Submitting the same key again returns the original job.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -85,7 +87,8 @@ pub struct JobRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// Up to 20 jobs, each validated on its own. `wait` is not supported.
+    /// 1 to 20 jobs, each validated on its own. `wait` is not supported.
+    #[schema(min_items = 1, max_items = 20)]
     pub jobs: Vec<Value>,
 }
 
@@ -144,8 +147,10 @@ pub struct ListParams {
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^c1[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -188,6 +193,12 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
                     .with_details(json!({ "field": "context", "key": key }))
             })?;
         }
+    }
+    if req.seed.is_some_and(|s| i64::try_from(s).is_err()) {
+        return Err(
+            ApiError::unprocessable("invalid_seed", "seed must be 0 to 2^63 - 1")
+                .with_details(json!({ "field": "seed" })),
+        );
     }
     if let Some(key) = &req.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
@@ -334,7 +345,7 @@ fn job_response(job: &JobRecord, replayed: bool) -> Response {
         (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
         (status = 413, description = "Body over the cap", body = ErrorBody),
         (status = 422, description = "Policy violation, limit above the maximum, or a refused callback", body = ErrorBody),
-        (status = 503, description = "Queue full or shutting down (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "queue_full or shutting_down", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn create_job(

@@ -64,21 +64,44 @@ impl utoipa::Modify for BearerScheme {
 /// Adds the answers every route can give that its handler does not name:
 /// `403 ip_not_allowed` from the network guard everywhere; `401`, the scope's
 /// `403` and `429` wherever a bearer token is checked; `429` where the
-/// per-IP bucket applies (the refresh and revoke endpoints).
+/// per-IP bucket applies (the refresh and revoke endpoints); `400` wherever
+/// there is a query, a path or a body to get wrong and `413` wherever there
+/// is a body. Every `429` carries `Retry-After`, and a `rate_limited` one
+/// `RateLimit-Policy` and `RateLimit` too.
 fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, path::Operation};
+    use utoipa::openapi::{
+        ContentBuilder, Ref, RefOr, ResponseBuilder, Type, header::HeaderBuilder, path::Operation,
+        schema::ObjectBuilder,
+    };
     let error = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
+        ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
                 .build(),
         )
+    };
+    let header = |ty: Type, description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(ty))
+            .description(Some(description))
+            .build()
+    };
+    let too_many = |description: &str| {
+        error(description)
+            .header(
+                "Retry-After",
+                header(Type::Integer, "Seconds to wait before retrying"),
+            )
+            .header(
+                "RateLimit-Policy",
+                header(Type::String, "The token's bucket (`rate_limited` only)"),
+            )
+            .header(
+                "RateLimit",
+                header(Type::String, "What is left of it (`rate_limited` only)"),
+            )
+            .build()
     };
     const UNAUTHENTICATED: &[&str] = &[
         "/healthz",
@@ -98,34 +121,50 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.put,
         ];
         for op in ops.into_iter().flatten() {
+            let has_body = op.request_body.is_some();
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let responses = &mut op.responses.responses;
-            let mut add = |code: &str, description: &str| {
+            let mut add = |code: &str, response: utoipa::openapi::Response| {
                 responses
                     .entry(code.to_owned())
-                    .or_insert_with(|| error(description));
+                    .or_insert_with(|| RefOr::T(response));
             };
+            if has_body || has_params {
+                add(
+                    "400",
+                    error("invalid_request: a malformed body, query or path").build(),
+                );
+            }
+            if has_body {
+                add(
+                    "413",
+                    error("payload_too_large: the body is over max_body_bytes").build(),
+                );
+            }
             if bearer {
                 add(
                     "401",
-                    "unauthorized: a missing, malformed, unknown, expired or revoked token (with WWW-Authenticate)",
+                    error("unauthorized: a missing, malformed, unknown, expired or revoked token (with WWW-Authenticate)").build(),
                 );
                 add(
                     "403",
-                    "insufficient_scope (details.required), or ip_not_allowed",
+                    error("insufficient_scope (details.required), or ip_not_allowed").build(),
                 );
                 add(
                     "429",
-                    "rate_limited (with Retry-After, RateLimit-Policy, RateLimit), too_many_jobs or locked_out",
+                    too_many(
+                        "rate_limited (with Retry-After, RateLimit-Policy, RateLimit), too_many_jobs or locked_out (with Retry-After)",
+                    ),
                 );
             } else {
                 add(
                     "403",
-                    "ip_not_allowed: the client is outside the IP allowlist",
+                    error("ip_not_allowed: the client is outside the IP allowlist").build(),
                 );
                 if per_ip {
                     add(
                         "429",
-                        "rate_limited per client IP, or locked_out (with Retry-After)",
+                        too_many("rate_limited per client IP, or locked_out (with Retry-After)"),
                     );
                 }
             }

@@ -26,10 +26,12 @@ use crate::{
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TokenGrant {
     /// Must be `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
     pub grant_type: String,
     /// Space-separated scopes, at most those of the API token; omitted, all
     /// of them.
     #[serde(default)]
+    #[schema(pattern = "^ *((jobs:write|jobs:read|check|admin)( +|$))*$")]
     pub scope: Option<String>,
 }
 
@@ -40,9 +42,11 @@ pub struct RefreshGrant {
     pub refresh_token: String,
     /// `refresh_token`, if given.
     #[serde(default)]
+    #[schema(pattern = "^refresh_token$")]
     pub grant_type: Option<String>,
     /// Fewer scopes than before, if wanted.
     #[serde(default)]
+    #[schema(pattern = "^ *((jobs:write|jobs:read|check|admin)( +|$))*$")]
     pub scope: Option<String>,
 }
 

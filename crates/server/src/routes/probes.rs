@@ -73,7 +73,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     path = "/metrics",
     tag = "probes",
     security(()),
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let depth = i64::try_from(state.queue.len()).unwrap_or(i64::MAX);

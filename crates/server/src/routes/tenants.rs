@@ -74,7 +74,7 @@ fn admin_or_own(
     get,
     path = "/v1/tenants/{tenant}/export",
     tag = "tenants",
-    params(("tenant" = String, Path, description = "The tenant")),
+    params(("tenant" = String, Path, description = "The tenant", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     security(("bearer" = ["admin"]), ("bearer" = ["jobs:read"])),
     responses(
         (status = 200, description = "All of the tenant's jobs and audit events", body = TenantExport),
@@ -155,7 +155,7 @@ pub struct ErasureReport {
     delete,
     path = "/v1/tenants/{tenant}",
     tag = "tenants",
-    params(("tenant" = String, Path, description = "The tenant")),
+    params(("tenant" = String, Path, description = "The tenant", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "What was erased", body = ErasureReport),

@@ -26,25 +26,58 @@ use crate::{
 /// Longest token name, in bytes.
 const MAX_NAME: usize = 200;
 
+/// Longest token lifetime: 100 years, in seconds.
+const MAX_EXPIRY_SECS: u64 = 3_153_600_000;
+
 /// `POST /v1/tokens`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// The tenant the token acts for: 1 to 128 of `A-Z a-z 0-9 . _ -`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     pub tenant: String,
     /// Its scopes: `jobs:write`, `jobs:read`, `check`, `admin`.
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// A name for people.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Seconds until it expires; omitted, it never does.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3_153_600_000_u64)]
     pub expires_in_secs: Option<u64>,
     /// Rate limits of its own (`requests_per_minute`, `burst`,
     /// `concurrent_jobs`); omitted fields take the server's defaults.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "limits_object")]
+    #[schema(value_type = Option<RateLimitSchema>)]
     pub rate_limit: Option<TokenLimits>,
+}
+
+/// The schema of a token's own rate limits (the store's `TokenLimits`).
+#[derive(ToSchema)]
+#[schema(as = RateLimit)]
+pub struct RateLimitSchema {
+    /// Sustained requests per minute.
+    #[schema(minimum = 1, maximum = 4294967295_u32)]
+    pub requests_per_minute: Option<u32>,
+    /// Requests allowed in a burst above the sustained rate.
+    #[schema(minimum = 1, maximum = 4294967295_u32)]
+    pub burst: Option<u32>,
+    /// Jobs queued or running at once.
+    #[schema(minimum = 1, maximum = 4294967295_u32)]
+    pub concurrent_jobs: Option<u32>,
+}
+
+/// Reads `rate_limit` only from a JSON object: serde would also take a
+/// struct from an array (`[60, 10, 2]`), which the schema does not allow.
+fn limits_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TokenLimits>, D::Error> {
+    let Some(map) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A token as listed: never its secret.
@@ -129,8 +162,14 @@ pub fn token_spec(req: CreateTokenRequest) -> Result<TokenSpec, ApiError> {
     if name.len() > MAX_NAME {
         return Err(field("name", format!("a name is at most {MAX_NAME} bytes")));
     }
-    if req.expires_in_secs == Some(0) {
-        return Err(field("expires_in_secs", "must be at least 1".into()));
+    if req
+        .expires_in_secs
+        .is_some_and(|s| !(1..=MAX_EXPIRY_SECS).contains(&s))
+    {
+        return Err(field(
+            "expires_in_secs",
+            format!("must be 1 to {MAX_EXPIRY_SECS} (100 years)"),
+        ));
     }
     let limits = req.rate_limit.unwrap_or_default();
     if [
