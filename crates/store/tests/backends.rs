@@ -114,36 +114,15 @@ impl Fixture {
     /// and WAL; for Postgres, after a checkpoint, this database's files
     /// and the server's WAL.
     async fn bytes_at_rest(&self) -> Vec<u8> {
-        let mut files = Vec::new();
         match self {
-            Self::Sqlite { dir } => {
-                for name in ["strictpy.db", "strictpy.db-wal"] {
-                    files.push(dir.path().join(name));
-                }
-            }
-            Self::Postgres { .. } => {
-                self.raw("CHECKPOINT", &[]).await;
-                let oid = self
-                    .raw(
-                        "SELECT oid::TEXT FROM pg_database WHERE datname = current_database()",
-                        &[],
-                    )
-                    .await;
-                let data = strictpy_testpg::server().expect("server").data_dir();
-                for dir in [data.join("base").join(&oid[0]), data.join("pg_wal")] {
-                    for entry in std::fs::read_dir(dir).expect("data dir").flatten() {
-                        files.push(entry.path());
-                    }
-                }
-            }
+            Self::Sqlite { dir } => ["strictpy.db", "strictpy.db-wal"]
+                .iter()
+                .flat_map(|name| std::fs::read(dir.path().join(name)).unwrap_or_default())
+                .collect(),
+            Self::Postgres { url } => strictpy_testpg::server()
+                .expect("server")
+                .bytes_at_rest(strictpy_testpg::PgServer::database_of(url)),
         }
-        let mut bytes = Vec::new();
-        for file in files {
-            if let Ok(b) = std::fs::read(file) {
-                bytes.extend_from_slice(&b);
-            }
-        }
-        bytes
     }
 }
 

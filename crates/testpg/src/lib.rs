@@ -291,6 +291,46 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// Every byte PostgreSQL keeps at rest for database `db` after a
+    /// checkpoint: the database's own files and the server's WAL (which
+    /// every database shares). Tests scan it for plaintext.
+    pub fn bytes_at_rest(&self, db: &str) -> Vec<u8> {
+        let out = Command::new(self.bindir.join("psql"))
+            .arg(self.url(db))
+            .args([
+                "-Atc",
+                "CHECKPOINT",
+                "-c",
+                "SELECT oid FROM pg_database WHERE datname = current_database()",
+            ])
+            .stdin(Stdio::null())
+            .output();
+        let oid = match out {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            Ok(out) => panic!("psql failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => panic!("cannot run psql: {e}"),
+        };
+        let data = self.data_dir();
+        let mut bytes = Vec::new();
+        for dir in [data.join("base").join(oid), data.join("pg_wal")] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if let Ok(b) = std::fs::read(entry.path()) {
+                    bytes.extend_from_slice(&b);
+                }
+            }
+        }
+        bytes
+    }
+
+    /// The database name at the end of a URL made by [`PgServer::url`].
+    pub fn database_of(url: &str) -> &str {
+        url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
 /// Where `initdb` is: `$STRICTPY_PG_BINDIR`, Debian's newest
 /// `/usr/lib/postgresql/*/bin`, `pg_config --bindir`, or the `PATH`.
 fn find_bindir() -> Option<PathBuf> {

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{SPIN, create_token, is_final};
-use crate::server::{TestServer, call, error_code};
+use crate::server::{Backend, TestServer, call, error_code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_bad_tokens_get_401_with_a_challenge() {
@@ -175,9 +175,8 @@ async fn each_scope_guards_its_endpoints() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_and_revoked_tokens_are_refused() {
-    let s = TestServer::start(|_| {}).await;
+async fn expired_and_revoked_tokens_are_refused(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (_, short) = create_token(&s, "t", &["jobs:read"], json!({"expires_in_secs": 1})).await;
     let (revoked_id, revoked) = create_token(&s, "t", &["jobs:read"], json!({})).await;
     assert_eq!(
@@ -221,9 +220,8 @@ async fn expired_and_revoked_tokens_are_refused() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_listings_never_show_secrets_and_validate_requests() {
-    let s = TestServer::start(|_| {}).await;
+async fn token_listings_never_show_secrets_and_validate_requests(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (id, secret) = create_token(&s, "acme", &["check"], json!({"name": "ci"})).await;
     let list = s.call("GET", "/v1/tokens?tenant=acme", None).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -233,11 +231,8 @@ async fn token_listings_never_show_secrets_and_validate_requests() {
     assert!(!list.text.contains(&secret));
     assert!(list.json["tokens"][0].get("token").is_none());
     // At rest only the SHA-256 of the token exists: not in the database
-    // file, not in its write-ahead log.
-    let mut raw = Vec::new();
-    for name in ["strictpy.db", "strictpy.db-wal"] {
-        raw.extend(std::fs::read(s._dir.path().join(name)).unwrap_or_default());
-    }
+    // files, not in the write-ahead log.
+    let raw = s.bytes_at_rest();
     let raw = String::from_utf8_lossy(&raw);
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
     assert!(raw.contains(&digest), "the hash is stored");
@@ -393,3 +388,8 @@ async fn the_first_start_makes_one_private_admin_token_and_later_starts_none() {
     assert_eq!(me.json["tokens"].as_array().map(Vec::len), Some(1));
     again.shutdown().await;
 }
+
+on_both_backends!(
+    expired_and_revoked_tokens_are_refused,
+    token_listings_never_show_secrets_and_validate_requests,
+);
