@@ -22,7 +22,7 @@ use strictpy_types::{JobStatus, Limits, Outcome};
 use uuid::Uuid;
 
 pub use crypto::{KeyError, Keyring};
-pub use location::StoreLocation;
+pub use location::{StoreLocation, without_password};
 pub use postgres::{MIGRATION_LOCK, PgOptions, PostgresStore};
 pub use security::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,

@@ -273,15 +273,25 @@ async fn token_listings_never_show_secrets_and_validate_requests(backend: Backen
     s.stop().await;
 }
 
-fn strictpy_token(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strictpy"))
-        .arg("token")
+/// Runs `strictpy token ARGS` on the store of `s`. On Postgres the URL goes
+/// in without its password, which comes from `PGPASSWORD`.
+fn strictpy_token(s: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+    cmd.arg("token")
         .args(args)
         .arg("--data-dir")
-        .arg(dir)
+        .arg(s._dir.path())
         .env_remove("STRICTPY_ENCRYPTION_KEY")
-        .output()
-        .expect("run strictpy token");
+        .env_remove("STRICTPY_STORE_URL")
+        .env_remove("PGPASSWORD");
+    if let Some(url) = &s.store_url {
+        let db = strictpy_testpg::PgServer::database_of(url);
+        let pg = strictpy_testpg::server().expect("server");
+        cmd.arg("--store-url")
+            .arg(pg.url_without_password(db))
+            .env("PGPASSWORD", strictpy_testpg::PASSWORD);
+    }
+    let out = cmd.output().expect("run strictpy token");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -289,12 +299,10 @@ fn strictpy_token(dir: &std::path::Path, args: &[&str]) -> (bool, String, String
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
-    let s = TestServer::start(|_| {}).await;
-    let dir = s._dir.path();
+async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (ok, out, err) = strictpy_token(
-        dir,
+        &s,
         &[
             "create",
             "--tenant",
@@ -317,7 +325,7 @@ async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
     let reply = s.call_as(&secret, "GET", "/v1/jobs", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 
-    let (ok, out, _) = strictpy_token(dir, &["list", "--tenant", "cli"]);
+    let (ok, out, _) = strictpy_token(&s, &["list", "--tenant", "cli"]);
     assert!(ok);
     assert!(
         out.contains(&id) && out.contains("from-cli") && out.contains("jobs:read"),
@@ -325,12 +333,12 @@ async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
     );
     assert!(!out.contains(&secret));
 
-    let (ok, out, _) = strictpy_token(dir, &["revoke", &id]);
+    let (ok, out, _) = strictpy_token(&s, &["revoke", &id]);
     assert!(ok);
     assert!(out.contains("revoked"), "{out}");
     let reply = s.call_as(&secret, "GET", "/v1/jobs", None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let (ok, _, err) = strictpy_token(dir, &["create", "--tenant", "x", "--scope", "nope"]);
+    let (ok, _, err) = strictpy_token(&s, &["create", "--tenant", "x", "--scope", "nope"]);
     assert!(!ok);
     assert!(err.contains("unknown scope"), "{err}");
     let audit = s.call("GET", "/v1/audit?tenant=cli", None).await;
@@ -391,5 +399,6 @@ async fn the_first_start_makes_one_private_admin_token_and_later_starts_none() {
 
 on_both_backends!(
     expired_and_revoked_tokens_are_refused,
+    the_cli_creates_lists_and_revokes_tokens_a_running_server_honours,
     token_listings_never_show_secrets_and_validate_requests,
 );

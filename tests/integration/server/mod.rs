@@ -118,12 +118,8 @@ impl TestServer {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let store_url = backend.fresh_url();
-        let location =
-            strictpy_store::StoreLocation::from_url(store_url.as_deref(), &config.data_dir)
-                .expect("store URL");
-        let keys = std::sync::Arc::new(config.keyring().expect("keys"));
-        let store = location.open(keys).await.expect("store opens");
-        let server = Server::start_with_store(config, shared_sandbox(), store)
+        config.store.url.clone_from(&store_url);
+        let server = Server::start(config, shared_sandbox())
             .await
             .expect("server starts");
         let app = server.router();
