@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres
 
 all: build
 
@@ -36,7 +36,22 @@ run: build
 example: build
 	$(STRICTPY) run examples/hello.py
 
-test: build
+# The store's tests and the server's store-backed tests also run against a
+# private PostgreSQL server that the tests start themselves
+# (crates/testpg); this only makes sure Debian's package is there. The
+# package's own default cluster is not wanted: the tests make their own.
+PG_INSTALL := mkdir -p /etc/postgresql-common && \
+	{ [ -e /etc/postgresql-common/createcluster.conf ] || \
+	  echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf; } && \
+	{ DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold postgresql || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold postgresql; }; }
+
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ $(PG_INSTALL); } || \
+		echo "warning: cannot install postgresql; the PostgreSQL half of the tests is skipped (outside CI)"
+
+test: build postgres
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
 	$(MAKE) client-test
 	$(MAKE) contract-test

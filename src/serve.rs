@@ -8,7 +8,7 @@ use clap::Args;
 use strictpy_sandbox::{PoolConfig, Sandbox, SandboxConfig};
 use strictpy_server::{
     Server,
-    config::{Config, FlagOverrides, TlsConfig},
+    config::{Config, FlagOverrides, StoreUrlFlag, TlsConfig},
 };
 
 /// `strictpy serve`.
@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Where the job database lives (default ./data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: postgres://user@host:port/db, or sqlite://PATH (default:
+    /// SQLite in the data dir). Also `STRICTPY_STORE_URL`.
+    #[arg(long, value_name = "URL")]
+    pub store_url: Option<String>,
     /// Jobs run at once (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -59,6 +63,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             key: args.tls_key,
         },
         allow_insecure_http: args.allow_insecure_http.then_some(true),
+        store: args.store_url.map(|url| StoreUrlFlag { url }),
     };
     let config = Config::load(args.config.as_deref(), &flags)?;
     // A bad certificate is reported before the slow part (loading the guest).

@@ -1,6 +1,8 @@
 //! `strictpy token`: create, list and revoke API tokens directly in the
-//! store of a data dir (the server may be running; SQLite serialises the
-//! writes). The same operations exist over HTTP for `admin` tokens.
+//! server's store: SQLite in the data dir, or the Postgres database of
+//! `--store-url`, `STRICTPY_STORE_URL` or the config's `[store] url` (the
+//! servers may be running; each write is its own transaction). The same
+//! operations exist over HTTP for `admin` tokens.
 
 use std::path::PathBuf;
 
@@ -26,6 +28,10 @@ pub struct TokenArgs {
     /// The data dir (default ./data, or the config's).
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// The store, as the server's `--store-url` (default: the config's, or
+    /// SQLite in the data dir).
+    #[arg(long, value_name = "URL", global = true)]
+    store_url: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -79,19 +85,24 @@ struct CreateArgs {
 pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
     let flags = FlagOverrides {
         data_dir: args.data_dir.clone(),
+        store: args
+            .store_url
+            .clone()
+            .map(|url| strictpy_server::config::StoreUrlFlag { url }),
         ..FlagOverrides::default()
     };
     let config = Config::load(args.config.as_deref(), &flags)?;
-    let store = strictpy_server::open_store(&config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let store = strictpy_server::open_store(&config).await?;
+        let store = store.as_ref();
         match args.command {
-            TokenCommand::Create(c) => create(&store, c, args.json).await,
-            TokenCommand::List { tenant } => list(&store, tenant, args.json).await,
-            TokenCommand::Revoke { id } => revoke(&store, id, args.json).await,
+            TokenCommand::Create(c) => create(store, c, args.json).await,
+            TokenCommand::List { tenant } => list(store, tenant, args.json).await,
+            TokenCommand::Revoke { id } => revoke(store, id, args.json).await,
         }
     })
 }

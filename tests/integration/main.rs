@@ -1,6 +1,34 @@
 //! Integration tests: one binary, a module per area. They drive the real guest
 //! in the real sandbox, and the real `strictpy` binary.
 
+/// Instantiates each named test fn, which takes a
+/// [`server::Backend`], once per store backend: `sqlite::NAME` and
+/// `postgres::NAME`. The Postgres half runs on the test binary's private
+/// server (`strictpy-testpg`) and is skipped, saying so, only where
+/// PostgreSQL is not installed and `CI` is not set.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::server::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if strictpy_testpg::server().is_some() {
+                        super::$name($crate::server::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod bench;
 mod cli;
 mod escapes;

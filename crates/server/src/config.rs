@@ -44,6 +44,7 @@ const KEYS: &[&str] = &[
     "allow_insecure_http",
     "network",
     "encryption",
+    "store",
 ];
 
 /// Why the configuration could not be loaded.
@@ -102,6 +103,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Where the keys that encrypt job data at rest come from.
     pub encryption: EncryptionConfig,
+    /// Which database holds the jobs, tokens and audit log.
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -127,6 +130,7 @@ impl Default for Config {
             allow_insecure_http: false,
             network: NetworkConfig::default(),
             encryption: EncryptionConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -167,6 +171,60 @@ pub struct EncryptionConfig {
     /// `<data_dir>/encryption-keys`; it must exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+}
+
+/// The store (`[store]`, see `docs/scale-out.md`). Without a URL the store
+/// is SQLite in the data dir.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/db` for PostgreSQL, `sqlite://PATH` for a
+    /// SQLite file elsewhere; also `STRICTPY_STORE_URL` and `--store-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file holding the Postgres password, read when the URL has none and
+    /// `PGPASSWORD` is not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Connections in the Postgres pool (default: twice the cores plus two).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
+    /// How long a statement waits for a connection before the request gets
+    /// `503`, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password_file: None,
+            pool_size: None,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    /// The URL without its password: configs get logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field(
+                "url",
+                &self.url.as_deref().map(strictpy_store::without_password),
+            )
+            .field("password_file", &self.password_file)
+            .field("pool_size", &self.pool_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// `--store-url`, as the `[store]` table it overrides.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreUrlFlag {
+    /// The URL.
+    pub url: String,
 }
 
 /// Who may call: the IP allowlist, and the proxies whose `X-Forwarded-For`
@@ -281,6 +339,9 @@ pub struct FlagOverrides {
     /// `--allow-insecure-http`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_insecure_http: Option<bool>,
+    /// `--store-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreUrlFlag>,
 }
 
 impl Config {
@@ -292,9 +353,24 @@ impl Config {
         strictpy_store::Keyring::from_env(&self.data_dir, self.encryption.key_file.as_deref())
     }
 
+    /// Where the store is: [`StoreConfig::url`] (none: SQLite in the data
+    /// dir) with the pool settings.
+    pub fn store_location(&self) -> Result<strictpy_store::StoreLocation, ConfigError> {
+        let mut location =
+            strictpy_store::StoreLocation::from_url(self.store.url.as_deref(), &self.data_dir)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let strictpy_store::StoreLocation::Postgres(options) = &mut location {
+            options.password_file = self.store.password_file.clone();
+            options.pool_size = self.store.pool_size;
+            options.timeout = Some(std::time::Duration::from_millis(self.store.timeout_ms));
+        }
+        Ok(location)
+    }
+
     /// Loads the configuration: built-in defaults, then `file`, then
     /// `STRICTPY_*` variables (`__` separates nested keys, as in
-    /// `STRICTPY_WEBHOOK__SECRET`), then `flags`.
+    /// `STRICTPY_WEBHOOK__SECRET`; `STRICTPY_STORE_URL` is `store.url`),
+    /// then `flags`.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
@@ -310,8 +386,12 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
+        let store_url = Env::raw()
+            .only(&["STRICTPY_STORE_URL"])
+            .map(|_| "store.url".into());
         let config: Config = figment
             .merge(env)
+            .merge(store_url)
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)?;
@@ -335,6 +415,16 @@ impl Config {
             ));
         }
         self.limits.resolve()?;
+        if self.store.pool_size == Some(0) {
+            return Err(ConfigError::Invalid(
+                "store.pool_size must be at least 1".into(),
+            ));
+        }
+        if self.store.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "store.timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls.cert and tls.key (--tls-cert, --tls-key) must be set together".into(),
@@ -411,6 +501,52 @@ mod tests {
             let (default, max) = config.limits.resolve().map_err(|e| e.to_string())?;
             assert_eq!(max.timeout_ms, 10_000);
             assert_eq!(default.timeout_ms, 5_000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_file_the_environment_or_the_flag() {
+        figment::Jail::expect_with(|jail| {
+            let load = |flags: &FlagOverrides| {
+                Config::load(Some(Path::new("store.toml")), flags).map_err(|e| e.to_string())
+            };
+            jail.create_file(
+                "store.toml",
+                "[store]\nurl = \"postgres://file@db/jobs\"\npool_size = 4\n",
+            )?;
+            let config = load(&FlagOverrides::default())?;
+            assert_eq!(config.store.url.as_deref(), Some("postgres://file@db/jobs"));
+            jail.set_env("STRICTPY_STORE_URL", "postgres://env:hunter2@db/jobs");
+            let config = load(&FlagOverrides::default())?;
+            assert_eq!(
+                config.store.url.as_deref(),
+                Some("postgres://env:hunter2@db/jobs")
+            );
+            assert_eq!(config.store.pool_size, Some(4), "the rest of [store] stays");
+            assert!(
+                !format!("{config:?}").contains("hunter2"),
+                "Debug never shows the password"
+            );
+            let flags = FlagOverrides {
+                store: Some(StoreUrlFlag {
+                    url: "sqlite:///srv/jobs.db".into(),
+                }),
+                ..Default::default()
+            };
+            let config = load(&flags)?;
+            assert!(matches!(
+                config.store_location().map_err(|e| e.to_string())?,
+                strictpy_store::StoreLocation::SqliteFile(p) if p == Path::new("/srv/jobs.db")
+            ));
+            // No URL anywhere: SQLite in the data dir, as always.
+            let config = Config::default();
+            assert!(matches!(
+                config.store_location().map_err(|e| e.to_string())?,
+                strictpy_store::StoreLocation::DataDir(d) if d == config.data_dir
+            ));
+            jail.set_env("STRICTPY_STORE_URL", "mysql://db/jobs");
+            assert!(load(&FlagOverrides::default())?.store_location().is_err());
             Ok(())
         });
     }

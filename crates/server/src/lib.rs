@@ -38,7 +38,7 @@ use std::{
 };
 
 use strictpy_sandbox::Sandbox;
-use strictpy_store::{JobStore, SqliteStore, StoreError};
+use strictpy_store::{JobStore, StoreError};
 use strictpy_types::{JobStatus, Limits, Outcome};
 use tokio::{net::TcpListener, runtime::Handle, sync::Notify};
 use uuid::Uuid;
@@ -302,11 +302,8 @@ impl Server {
     /// be what killed the process); queued jobs are queued again, oldest
     /// first; pending webhooks of final jobs are delivered.
     pub async fn start(config: Config, sandbox: Arc<Sandbox>) -> Result<Self, ServerError> {
-        let for_store = config.clone();
-        let store = tokio::task::spawn_blocking(move || open_store(&for_store))
-            .await
-            .map_err(|e| StoreError::Join(e.to_string()))??;
-        Self::start_with_store(config, sandbox, Arc::new(store)).await
+        let store = open_store(&config).await?;
+        Self::start_with_store(config, sandbox, store).await
     }
 
     /// [`Server::start`] on a given store.
@@ -405,12 +402,19 @@ impl Server {
     }
 }
 
-/// Opens the job store in `config.data_dir` with the encryption keys
+/// Opens the job store that [`Config::store_location`] names (SQLite in
+/// `config.data_dir` by default) with the encryption keys
 /// [`Config::keyring`] loads (generating a key file on first start). The
-/// server and the CLI's store commands both open it this way. Blocking.
-pub fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
-    let keys = config.keyring()?;
-    Ok(SqliteStore::open(&config.data_dir, Arc::new(keys))?)
+/// server and the CLI's store commands both open it this way.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn JobStore>, ServerError> {
+    let location = config.store_location()?;
+    let for_keys = config.clone();
+    let keys = tokio::task::spawn_blocking(move || for_keys.keyring())
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+    let store = location.open(Arc::new(keys)).await?;
+    tracing::info!(store = %location.describe(), "store open");
+    Ok(store)
 }
 
 /// Waits until every worker thread ended; false if `limit` passed first.

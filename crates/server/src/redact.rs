@@ -11,7 +11,9 @@
 //!    `"key":"value"` (also inside escaped JSON) becomes `[REDACTED]`;
 //! 2. `Bearer <credential>` becomes `Bearer [REDACTED]`;
 //! 3. any strictpy token literal (`spk_`, `spa_`, `spr_` and at least 16
-//!    URL-safe characters) becomes `[REDACTED]`.
+//!    URL-safe characters) becomes `[REDACTED]`;
+//! 4. the password in a URL's `user:password@` (a store URL such as
+//!    `postgres://strictpy:secret@db/jobs`) becomes `[REDACTED]`.
 //!
 //! Redaction is a safety net; code still must not log secrets on purpose.
 
@@ -60,6 +62,11 @@ static BEARER: LazyLock<Regex> =
 /// A strictpy token literal.
 static TOKEN: LazyLock<Regex> = LazyLock::new(|| compile(r"\bsp[akr]_[A-Za-z0-9_\-]{16,}"));
 
+/// The password of a URL's userinfo: `scheme://user:` then the password up
+/// to the last `@` of the authority.
+static URL_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)[^\s/?#]+@"));
+
 /// The patterns are constants covered by the tests below, so a failure here
 /// is a bug in this file, found by any test that logs.
 #[allow(clippy::expect_used)]
@@ -91,7 +98,8 @@ pub fn redact(text: &[u8]) -> Cow<'_, [u8]> {
         replaced
     });
     let out = replace(out, &BEARER, "${scheme} [REDACTED]".as_bytes());
-    replace(out, &TOKEN, REDACTED.as_bytes())
+    let out = replace(out, &TOKEN, REDACTED.as_bytes());
+    replace(out, &URL_PASSWORD, "${head}[REDACTED]@".as_bytes())
 }
 
 /// `text` with every match of `re` replaced; still borrowed if none.
@@ -248,6 +256,33 @@ mod tests {
             "spa_AAAAAAAAAAAAAAAA spr_BBBBBBBBBBBBBBBBBBBB",
             "[REDACTED] [REDACTED]",
         );
+    }
+
+    #[test]
+    fn the_password_of_a_url_is_redacted() {
+        check(
+            "store open store=postgres://strictpy:hunter2@db:5432/jobs",
+            "store open store=postgres://strictpy:[REDACTED]@db:5432/jobs",
+        );
+        check(
+            "error connecting to postgresql://u:p@ss:w@rd@10.0.0.1/db?sslmode=disable: refused",
+            "error connecting to postgresql://u:[REDACTED]@10.0.0.1/db?sslmode=disable: refused",
+        );
+        check(
+            r#"url: Some("postgres://u:s3cr3t@h/db")"#,
+            r#"url: Some("postgres://u:[REDACTED]@h/db")"#,
+        );
+        // No password, or a port rather than a password: nothing to hide.
+        for line in [
+            "store=postgres://strictpy@db/jobs",
+            "listening on http://127.0.0.1:8080/v1",
+            "see https://example.test:8443/docs",
+        ] {
+            assert!(
+                matches!(redact(line.as_bytes()), Cow::Borrowed(_)),
+                "{line}"
+            );
+        }
     }
 
     #[test]

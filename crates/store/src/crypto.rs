@@ -445,15 +445,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A fixed single-key ring for the store's own tests.
-#[cfg(test)]
-pub(crate) fn test_keys() -> std::sync::Arc<Keyring> {
-    std::sync::Arc::new(
-        Keyring::parse("test:5f5e5d5c5b5a595857565554535251504f4e4d4c4b4a49484746454443424140")
-            .expect("a valid test key"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,17 @@
-//! Durable job storage for the HTTP service: the [`JobStore`] trait and its
-//! embedded SQLite implementation, [`SqliteStore`].
+//! Durable job storage for the HTTP service: the [`JobStore`] trait, its
+//! embedded SQLite implementation, [`SqliteStore`] (the default), and
+//! [`PostgresStore`]; [`StoreLocation`] picks one from a store URL.
 //!
-//! The trait is asynchronous (boxed futures, so it stays object-safe) because
-//! a later Postgres store will talk to the database over the network. The SQL
-//! here sticks to what SQLite and Postgres both accept: `TEXT` and `BIGINT`
-//! columns, JSON kept as text, timestamps as Unix milliseconds.
+//! The trait is asynchronous (boxed futures, so it stays object-safe)
+//! because the Postgres store talks to the database over the network. Both
+//! schemas keep the same shape: `TEXT` and `BIGINT` columns, JSON kept as
+//! text, timestamps as Unix milliseconds; `rows.rs` holds what the two
+//! share above their drivers.
 
 pub mod crypto;
+mod location;
+mod postgres;
+mod rows;
 mod security;
 mod sqlite;
 
@@ -17,10 +22,12 @@ use strictpy_types::{JobStatus, Limits, Outcome};
 use uuid::Uuid;
 
 pub use crypto::{KeyError, Keyring};
+pub use location::{StoreLocation, without_password};
+pub use postgres::{MIGRATION_LOCK, PgOptions, PostgresStore};
 pub use security::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{DB_FILE, SqliteStore};
 
 /// Creates the data dir (and its parents) if it does not exist. A directory
 /// created here is private to the service's user (0700 on Unix): it holds the
@@ -40,9 +47,19 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or failed the statement.
+    /// SQLite refused or failed the statement.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL refused the statement (its SQLSTATE is in the error).
+    #[error("database error: {0}")]
+    Postgres(tokio_postgres::Error),
+    /// The database cannot be reached: the connection failed, closed or
+    /// timed out, or the pool had no connection in time. Worth retrying.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The store URL or its credentials are unusable.
+    #[error("store configuration: {0}")]
+    Config(String),
     /// A stored JSON column could not be read back or written.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),

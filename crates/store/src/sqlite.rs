@@ -15,9 +15,13 @@ use strictpy_types::{JobStatus, Outcome};
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
+use crate::rows::{
+    self, COLUMNS, RawRow, final_statuses, new_callback, now_ms, parse_id, pending_only,
+    queued_record, seal_json, to_json,
+};
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, DeliveryState, Erased, JobRecord, JobStore,
-    ListQuery, NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
+    NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
 mod security;
@@ -25,8 +29,8 @@ mod security;
 /// The file name of the database inside the data dir.
 pub const DB_FILE: &str = "strictpy.db";
 
-/// Schema migrations, applied in order; each runs once, inside a transaction,
-/// and is recorded in `schema_migrations`. Never edit one that has shipped:
+/// Schema migrations, applied in order, in one transaction (see [`migrate`]),
+/// each recorded in `schema_migrations`. Never edit one that has shipped:
 /// append a new one.
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -88,10 +92,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// The columns every query reads, in the order [`read_row`] expects.
-const COLUMNS: &str = "id, tenant, idempotency_key, request_hash, status, created_at, \
-                       started_at, finished_at, spec, outcome, callback, token_id";
-
 /// A [`JobStore`] on an embedded SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -112,17 +112,22 @@ impl SqliteStore {
             path: data_dir.to_owned(),
             source,
         })?;
-        let path = data_dir.join(DB_FILE);
+        Self::open_file(&data_dir.join(DB_FILE), keys)
+    }
+
+    /// [`SqliteStore::open`] on the database file `path` itself (a
+    /// `sqlite://PATH` store URL); its directory must exist.
+    pub fn open_file(path: &Path, keys: Arc<Keyring>) -> Result<Self, StoreError> {
         let created = !path.exists();
-        let conn = Connection::open(&path)?;
+        let conn = Connection::open(path)?;
         // A new database is private to the service's user; SQLite gives its
         // -wal and -shm files the database file's permissions.
         #[cfg(unix)]
         if created {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
                 |source| StoreError::DataDir {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     source,
                 },
             )?;
@@ -134,9 +139,11 @@ impl SqliteStore {
         // power loss a state change may roll back, which recovery handles like
         // a crash: a job back to `running` ends failed, one back to `queued`
         // runs again.
+        // The busy timeout first: another process opening the file at the
+        // same moment (the token CLI beside the server) holds its lock briefly.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn)?;
         check_newest_key(&conn, &keys)?;
         Ok(Self {
@@ -176,8 +183,30 @@ impl SqliteStore {
     }
 }
 
-/// Applies every migration newer than the recorded version.
+/// Applies every migration newer than the recorded version. The whole run
+/// is one `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock
+/// before reading the version (as the Postgres store takes its advisory
+/// lock): processes opening the file at once migrate it once.
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match apply_migrations(conn) {
+        Ok(applied) => {
+            conn.execute_batch("COMMIT")?;
+            for version in applied {
+                tracing::info!(version, "applied store migration");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The body of [`migrate`], inside its transaction; returns the versions
+/// it applied.
+fn apply_migrations(conn: &Connection) -> Result<Vec<i64>, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY,
@@ -189,97 +218,27 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
+    let mut applied = Vec::new();
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
+        conn.execute_batch(sql)?;
+        conn.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![version, now_ms()],
         )?;
-        tx.commit()?;
-        tracing::info!(version, "applied store migration");
+        applied.push(*version);
     }
-    Ok(())
+    Ok(applied)
 }
 
-/// The current time in Unix milliseconds.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// The associated data of a sealed column: table, column and row id, so a
-/// value copied into another row or column does not open.
-fn aad(column: &str, id: &str) -> Vec<u8> {
-    format!("jobs.{column}:{id}").into_bytes()
-}
-
-/// `value` as JSON, sealed for column `column` of job `id`.
-fn seal_json<T: serde::Serialize>(
-    keys: &Keyring,
-    column: &str,
-    id: &str,
-    value: &T,
-) -> Result<String, StoreError> {
-    let json = zeroize::Zeroizing::new(to_json(value)?);
-    keys.seal(json.as_bytes(), &aad(column, id))
-}
-
-/// Opens column `column` of job `id` (or reads it as is if it predates
-/// encryption) and parses the JSON.
-fn open_json<T: serde::de::DeserializeOwned>(
-    keys: &Keyring,
-    column: &str,
-    id: &str,
-    stored: &str,
-) -> Result<T, StoreError> {
-    let json = zeroize::Zeroizing::new(keys.open(stored, &aad(column, id))?);
-    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Refuses keys that cannot open the newest job. One row is enough to catch
-/// a lost or overwritten key file (every new job is sealed with the current
-/// key), and cheap at start; older rows under a dropped key fail when read.
+/// Refuses keys that cannot open the newest job (see
+/// [`rows::check_newest_key`]).
 fn check_newest_key(conn: &Connection, keys: &Keyring) -> Result<(), StoreError> {
     let newest: Option<String> = conn
         .query_row("SELECT spec FROM jobs ORDER BY id DESC LIMIT 1", [], |r| {
             r.get(0)
         })
         .optional()?;
-    match newest.as_deref().and_then(Keyring::key_id_of) {
-        Some(id) if !keys.has_id(id) => Err(StoreError::Crypto(format!(
-            "the newest job is sealed with key id {id}, but the configured keys are [{}]; \
-             restore the key that holds it (a rotation keeps old keys after the new one)",
-            keys.ids().collect::<Vec<_>>().join(", ")
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// The raw columns of one row, decoded after the statement finishes so JSON
-/// errors surface as [`StoreError::Corrupt`] rather than as SQLite errors.
-struct RawRow {
-    id: String,
-    tenant: String,
-    idempotency_key: Option<String>,
-    request_hash: String,
-    status: String,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    spec: String,
-    outcome: Option<String>,
-    callback: Option<String>,
-    token_id: Option<String>,
+    rows::check_newest_key(newest.as_deref(), keys)
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -297,32 +256,6 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
         callback: row.get(10)?,
         token_id: row.get(11)?,
     })
-}
-
-impl RawRow {
-    fn decode(self, keys: &Keyring) -> Result<JobRecord, StoreError> {
-        let spec = open_json(keys, "spec", &self.id, &self.spec)?;
-        let outcome = self
-            .outcome
-            .as_deref()
-            .map(|o| open_json(keys, "outcome", &self.id, o))
-            .transpose()?;
-        Ok(JobRecord {
-            id: Uuid::parse_str(&self.id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            tenant: self.tenant,
-            token_id: self.token_id,
-            idempotency_key: self.idempotency_key,
-            request_hash: self.request_hash,
-            status: JobStatus::parse(&self.status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {}", self.status)))?,
-            created_at: self.created_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            spec,
-            outcome,
-            callback: self.callback.as_deref().map(from_json).transpose()?,
-        })
-    }
 }
 
 fn get_job(conn: &Connection, keys: &Keyring, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -349,59 +282,43 @@ fn query_jobs(
     rows.into_iter().map(|r| r.decode(keys)).collect()
 }
 
-/// Inserts a job, or finds the tenant's job under the same idempotency key,
-/// in one transaction.
+/// Inserts a job; if the tenant already has one under its idempotency key,
+/// the unique index turns the insert into nothing and that job is returned.
+/// One write statement, no read before it: a second connection on the same
+/// file (another process) cannot slip a job in between.
 fn insert(conn: &mut Connection, keys: &Keyring, job: NewJob) -> Result<Created, StoreError> {
-    let tx = conn.transaction()?;
-    if let Some(key) = &job.idempotency_key {
-        let existing: Option<String> = tx
-            .query_row(
-                "SELECT id FROM jobs WHERE tenant = ?1 AND idempotency_key = ?2",
-                params![job.tenant, key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            let record = get_job(&tx, keys, &id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
-            return Ok(Created::Existing(record));
-        }
-    }
-    let callback = job.callback_url.as_ref().map(|url| Callback {
-        url: url.clone(),
-        state: DeliveryState::Pending,
-        attempts: Vec::new(),
-    });
-    tx.execute(
+    let id = job.id.to_string();
+    let callback = new_callback(&job);
+    let inserted = conn.execute(
         "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, spec, callback, token_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (tenant, idempotency_key) DO NOTHING",
         params![
-            job.id.to_string(),
+            id,
             job.tenant,
             job.idempotency_key,
             job.request_hash,
             JobStatus::Queued.as_str(),
             job.created_at,
-            seal_json(keys, "spec", &job.id.to_string(), &job.spec)?,
+            seal_json(keys, "spec", &id, &job.spec)?,
             callback.as_ref().map(to_json).transpose()?,
             job.token_id,
         ],
     )?;
-    tx.commit()?;
-    Ok(Created::New(JobRecord {
-        id: job.id,
-        tenant: job.tenant,
-        token_id: job.token_id,
-        idempotency_key: job.idempotency_key,
-        request_hash: job.request_hash,
-        status: JobStatus::Queued,
-        created_at: job.created_at,
-        started_at: None,
-        finished_at: None,
-        spec: job.spec,
-        outcome: None,
-        callback,
-    }))
+    if inserted == 1 {
+        return Ok(Created::New(queued_record(job, callback)));
+    }
+    let existing = query_jobs(
+        conn,
+        keys,
+        &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = ?1 AND idempotency_key = ?2"),
+        params![job.tenant, job.idempotency_key],
+    )?;
+    existing
+        .into_iter()
+        .next()
+        .map(Created::Existing)
+        .ok_or_else(|| rows::no_holder_of_key(&id))
 }
 
 impl JobStore for SqliteStore {
@@ -518,7 +435,7 @@ impl JobStore for SqliteStore {
                     .query_map([status.as_str()], |r| r.get::<_, String>(0))?
                     .collect::<Result<Vec<_>, _>>()?;
                 rows.iter()
-                    .map(|s| Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .map(|s| parse_id(s))
                     .collect::<Result<Vec<_>, StoreError>>()
             };
             let running = ids(&tx, JobStatus::Running)?;
@@ -546,6 +463,7 @@ impl JobStore for SqliteStore {
 
     fn pending_callbacks(&self) -> StoreFuture<'_, Vec<JobRecord>> {
         self.with_keys(move |conn, keys| {
+            let [succeeded, failed, cancelled] = final_statuses();
             let jobs = query_jobs(
                 conn,
                 keys,
@@ -554,20 +472,9 @@ impl JobStore for SqliteStore {
                      WHERE callback IS NOT NULL AND status IN (?1, ?2, ?3)
                      ORDER BY id"
                 ),
-                params![
-                    JobStatus::Succeeded.as_str(),
-                    JobStatus::Failed.as_str(),
-                    JobStatus::Cancelled.as_str()
-                ],
+                params![succeeded, failed, cancelled],
             )?;
-            Ok(jobs
-                .into_iter()
-                .filter(|j| {
-                    j.callback
-                        .as_ref()
-                        .is_some_and(|c| c.state == DeliveryState::Pending)
-                })
-                .collect())
+            Ok(pending_only(jobs))
         })
     }
 
@@ -645,248 +552,5 @@ impl JobStore for SqliteStore {
         at: i64,
     ) -> StoreFuture<'_, Erased> {
         self.with(move |conn| security::erase_tenant(conn, &tenant, &replacement, at))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use strictpy_types::{Limits, Verdict};
-
-    use super::*;
-    use crate::{JobSpec, crypto::test_keys};
-
-    fn spec() -> JobSpec {
-        JobSpec {
-            code: "print(1)".into(),
-            stdin: String::new(),
-            context: None,
-            allow: Vec::new(),
-            allowlist: Default::default(),
-            limits: Limits::default(),
-            seed: None,
-        }
-    }
-
-    fn new_job(key: Option<&str>) -> NewJob {
-        NewJob {
-            id: Uuid::now_v7(),
-            tenant: "t1".into(),
-            token_id: None,
-            idempotency_key: key.map(str::to_owned),
-            request_hash: "h".into(),
-            created_at: 1,
-            spec: spec(),
-            callback_url: None,
-        }
-    }
-
-    fn failed(message: &str) -> Outcome {
-        Outcome::failed(Verdict::Internal, message)
-    }
-
-    /// The database file and its WAL, as raw bytes.
-    fn raw_files(dir: &Path) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for name in [DB_FILE.to_owned(), format!("{DB_FILE}-wal")] {
-            if let Ok(b) = std::fs::read(dir.join(name)) {
-                bytes.extend_from_slice(&b);
-            }
-        }
-        bytes
-    }
-
-    fn contains(haystack: &[u8], needle: &str) -> bool {
-        haystack
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn job_data_is_sealed_on_disk_and_reads_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path(), test_keys()).expect("open");
-        let mut job = new_job(Some("IDEM-KEY-STAYS-PLAIN"));
-        job.spec.code = "print('CODE-MARKER-7f3a')".into();
-        job.spec.stdin = "STDIN-MARKER-19bd".into();
-        job.spec.context = Some(serde_json::json!({"k": "CONTEXT-MARKER-55c2"}));
-        let id = job.id;
-        let spec = job.spec.clone();
-        store.create(job).await.expect("create");
-        store.start(id, 2).await.expect("start").expect("queued");
-        let outcome = Outcome {
-            stdout: "STDOUT-MARKER-a1b2".into(),
-            stderr: "STDERR-MARKER-c3d4".into(),
-            result: Some(serde_json::json!({"r": "RESULT-MARKER-e5f6"})),
-            ..failed("ERROR-MARKER-0719")
-        };
-        assert!(
-            store
-                .finish(id, JobStatus::Failed, outcome.clone(), 3)
-                .await
-                .expect("finish")
-        );
-        let back = store.get(id).await.expect("get").expect("exists");
-        assert_eq!(back.spec, spec);
-        assert_eq!(back.outcome, Some(outcome));
-
-        let markers = [
-            "CODE-MARKER-7f3a",
-            "STDIN-MARKER-19bd",
-            "CONTEXT-MARKER-55c2",
-            "STDOUT-MARKER-a1b2",
-            "STDERR-MARKER-c3d4",
-            "RESULT-MARKER-e5f6",
-            "ERROR-MARKER-0719",
-        ];
-        // While open (the rows are in the WAL), then after closing (the WAL
-        // is checkpointed into the main file).
-        let scan = |moment: &str| {
-            let raw = raw_files(dir.path());
-            // The scan does see what is stored in plain.
-            assert!(contains(&raw, "IDEM-KEY-STAYS-PLAIN"), "{moment}");
-            for marker in markers {
-                assert!(!contains(&raw, marker), "{marker} in plaintext ({moment})");
-            }
-        };
-        scan("open");
-        drop(store);
-        scan("closed");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn legacy_rows_moved_values_and_rotation() {
-        const KEY_1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-        const KEY_2: &str = "k2:f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f";
-        let ring = |text: &str| Arc::new(Keyring::parse(text).expect("keys"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let raw = Connection::open(dir.path().join(DB_FILE)).expect("raw connection");
-        let spec_of = |id: Uuid| -> String {
-            raw.query_row(
-                "SELECT spec FROM jobs WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .expect("row")
-        };
-        let store = SqliteStore::open(dir.path(), ring(KEY_1)).expect("open");
-
-        // A row written before encryption existed still reads.
-        let Created::New(legacy) = store.create(new_job(None)).await.expect("create") else {
-            panic!("inserts");
-        };
-        raw.execute(
-            "UPDATE jobs SET spec = ?1 WHERE id = ?2",
-            params![to_json(&legacy.spec).expect("json"), legacy.id.to_string()],
-        )
-        .expect("make it plaintext");
-        let read = store
-            .get(legacy.id)
-            .await
-            .expect("legacy reads")
-            .expect("exists");
-        assert_eq!(read.spec, legacy.spec);
-
-        // A sealed value copied into another row does not open there.
-        let Created::New(a) = store.create(new_job(None)).await.expect("create") else {
-            panic!("inserts");
-        };
-        let Created::New(b) = store.create(new_job(None)).await.expect("create") else {
-            panic!("inserts");
-        };
-        assert!(spec_of(a.id).starts_with("enc1:k1:"));
-        raw.execute(
-            "UPDATE jobs SET spec = ?1 WHERE id = ?2",
-            params![spec_of(a.id), b.id.to_string()],
-        )
-        .expect("move");
-        let err = store.get(b.id).await.expect_err("moved value");
-        assert!(matches!(err, StoreError::Crypto(_)), "{err}");
-        assert!(store.get(a.id).await.expect("a still reads").is_some());
-        drop(store);
-
-        // Replacing the key instead of rotating is refused at open.
-        let err = SqliteStore::open(dir.path(), ring(KEY_2)).expect_err("lost key");
-        assert!(err.to_string().contains("k1"), "{err}");
-
-        // Rotation: the new key first, the old one kept.
-        let store =
-            SqliteStore::open(dir.path(), ring(&format!("{KEY_2}\n{KEY_1}"))).expect("rotated");
-        assert_eq!(
-            store
-                .get(a.id)
-                .await
-                .expect("old key opens")
-                .expect("exists")
-                .spec,
-            a.spec
-        );
-        let Created::New(c) = store.create(new_job(None)).await.expect("create") else {
-            panic!("inserts");
-        };
-        assert!(spec_of(c.id).starts_with("enc1:k2:"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn lifecycle_idempotency_and_recovery_survive_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path(), test_keys()).expect("open");
-        let Created::New(a) = store.create(new_job(Some("k"))).await.expect("create") else {
-            panic!("first create must insert");
-        };
-        let Created::Existing(again) = store.create(new_job(Some("k"))).await.expect("create")
-        else {
-            panic!("same key must return the original");
-        };
-        assert_eq!(again.id, a.id);
-        let Created::New(b) = store.create(new_job(None)).await.expect("create") else {
-            panic!("no key inserts");
-        };
-        let Created::New(c) = store.create(new_job(None)).await.expect("create") else {
-            panic!("no key inserts");
-        };
-        assert!(store.start(a.id, 2).await.expect("start").is_some());
-        assert!(store.start(a.id, 2).await.expect("start").is_none());
-        assert!(
-            store
-                .cancel_queued(b.id, failed("x"), 3)
-                .await
-                .expect("cancel")
-        );
-        drop(store);
-
-        // A new process: the running job is failed, the queued one remains.
-        let store = SqliteStore::open(dir.path(), test_keys()).expect("reopen");
-        let rec = store
-            .recover(failed("worker stopped"), 4)
-            .await
-            .expect("recover");
-        assert_eq!(rec.interrupted, vec![a.id]);
-        assert_eq!(rec.queued, vec![c.id]);
-        let a = store.get(a.id).await.expect("get").expect("exists");
-        assert_eq!(a.status, JobStatus::Failed);
-        assert_eq!(a.finished_at, Some(4));
-        let listed = store
-            .list(ListQuery {
-                tenant: "t1".into(),
-                status: None,
-                before: None,
-                limit: 2,
-            })
-            .await
-            .expect("list");
-        assert_eq!(
-            listed.iter().map(|j| j.id).collect::<Vec<_>>(),
-            vec![c.id, b.id]
-        );
-        let next = store
-            .list(ListQuery {
-                tenant: "t1".into(),
-                status: None,
-                before: Some(b.id),
-                limit: 2,
-            })
-            .await
-            .expect("list");
-        assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a.id]);
     }
 }

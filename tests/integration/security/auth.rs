@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{SPIN, create_token, is_final};
-use crate::server::{TestServer, call, error_code};
+use crate::server::{Backend, TestServer, call, error_code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_bad_tokens_get_401_with_a_challenge() {
@@ -175,9 +175,8 @@ async fn each_scope_guards_its_endpoints() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_and_revoked_tokens_are_refused() {
-    let s = TestServer::start(|_| {}).await;
+async fn expired_and_revoked_tokens_are_refused(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (_, short) = create_token(&s, "t", &["jobs:read"], json!({"expires_in_secs": 1})).await;
     let (revoked_id, revoked) = create_token(&s, "t", &["jobs:read"], json!({})).await;
     assert_eq!(
@@ -221,9 +220,8 @@ async fn expired_and_revoked_tokens_are_refused() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_listings_never_show_secrets_and_validate_requests() {
-    let s = TestServer::start(|_| {}).await;
+async fn token_listings_never_show_secrets_and_validate_requests(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (id, secret) = create_token(&s, "acme", &["check"], json!({"name": "ci"})).await;
     let list = s.call("GET", "/v1/tokens?tenant=acme", None).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -233,11 +231,8 @@ async fn token_listings_never_show_secrets_and_validate_requests() {
     assert!(!list.text.contains(&secret));
     assert!(list.json["tokens"][0].get("token").is_none());
     // At rest only the SHA-256 of the token exists: not in the database
-    // file, not in its write-ahead log.
-    let mut raw = Vec::new();
-    for name in ["strictpy.db", "strictpy.db-wal"] {
-        raw.extend(std::fs::read(s._dir.path().join(name)).unwrap_or_default());
-    }
+    // files, not in the write-ahead log.
+    let raw = s.bytes_at_rest();
     let raw = String::from_utf8_lossy(&raw);
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
     assert!(raw.contains(&digest), "the hash is stored");
@@ -278,15 +273,25 @@ async fn token_listings_never_show_secrets_and_validate_requests() {
     s.stop().await;
 }
 
-fn strictpy_token(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strictpy"))
-        .arg("token")
+/// Runs `strictpy token ARGS` on the store of `s`. On Postgres the URL goes
+/// in without its password, which comes from `PGPASSWORD`.
+fn strictpy_token(s: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+    cmd.arg("token")
         .args(args)
         .arg("--data-dir")
-        .arg(dir)
+        .arg(s._dir.path())
         .env_remove("STRICTPY_ENCRYPTION_KEY")
-        .output()
-        .expect("run strictpy token");
+        .env_remove("STRICTPY_STORE_URL")
+        .env_remove("PGPASSWORD");
+    if let Some(url) = &s.store_url {
+        let db = strictpy_testpg::PgServer::database_of(url);
+        let pg = strictpy_testpg::server().expect("server");
+        cmd.arg("--store-url")
+            .arg(pg.url_without_password(db))
+            .env("PGPASSWORD", strictpy_testpg::PASSWORD);
+    }
+    let out = cmd.output().expect("run strictpy token");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -294,12 +299,10 @@ fn strictpy_token(dir: &std::path::Path, args: &[&str]) -> (bool, String, String
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
-    let s = TestServer::start(|_| {}).await;
-    let dir = s._dir.path();
+async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let (ok, out, err) = strictpy_token(
-        dir,
+        &s,
         &[
             "create",
             "--tenant",
@@ -322,7 +325,7 @@ async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
     let reply = s.call_as(&secret, "GET", "/v1/jobs", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 
-    let (ok, out, _) = strictpy_token(dir, &["list", "--tenant", "cli"]);
+    let (ok, out, _) = strictpy_token(&s, &["list", "--tenant", "cli"]);
     assert!(ok);
     assert!(
         out.contains(&id) && out.contains("from-cli") && out.contains("jobs:read"),
@@ -330,12 +333,12 @@ async fn the_cli_creates_lists_and_revokes_tokens_a_running_server_honours() {
     );
     assert!(!out.contains(&secret));
 
-    let (ok, out, _) = strictpy_token(dir, &["revoke", &id]);
+    let (ok, out, _) = strictpy_token(&s, &["revoke", &id]);
     assert!(ok);
     assert!(out.contains("revoked"), "{out}");
     let reply = s.call_as(&secret, "GET", "/v1/jobs", None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let (ok, _, err) = strictpy_token(dir, &["create", "--tenant", "x", "--scope", "nope"]);
+    let (ok, _, err) = strictpy_token(&s, &["create", "--tenant", "x", "--scope", "nope"]);
     assert!(!ok);
     assert!(err.contains("unknown scope"), "{err}");
     let audit = s.call("GET", "/v1/audit?tenant=cli", None).await;
@@ -393,3 +396,9 @@ async fn the_first_start_makes_one_private_admin_token_and_later_starts_none() {
     assert_eq!(me.json["tokens"].as_array().map(Vec::len), Some(1));
     again.shutdown().await;
 }
+
+on_both_backends!(
+    expired_and_revoked_tokens_are_refused,
+    the_cli_creates_lists_and_revokes_tokens_a_running_server_honours,
+    token_listings_never_show_secrets_and_validate_requests,
+);

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::create_token;
-use crate::server::{TestServer, call, error_code};
+use crate::server::{Backend, TestServer, call, error_code};
 
 async fn exchange(s: &TestServer, api: &str, scope: Option<&str>) -> (StatusCode, Value) {
     let mut body = json!({"grant_type": "client_credentials"});
@@ -101,9 +101,8 @@ async fn client_credentials_give_short_lived_tokens_within_the_api_tokens_scopes
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
-    let srv = TestServer::start(|_| {}).await;
+async fn refresh_rotates_and_reuse_revokes_the_whole_family(backend: Backend) {
+    let srv = TestServer::start_on(backend, |_| {}).await;
     let (_, api) = create_token(&srv, "t", &["jobs:read"], json!({})).await;
     let (_, first) = exchange(&srv, &api, None).await;
     let (status, second) = refresh(&srv, &s(&first["refresh_token"])).await;
@@ -219,3 +218,5 @@ async fn access_tokens_expire_and_revocation_follows_rfc_7009() {
     assert_eq!(error_code(&no_body), "invalid_request");
     srv.stop().await;
 }
+
+on_both_backends!(refresh_rotates_and_reuse_revokes_the_whole_family,);

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::create_token;
-use crate::server::TestServer;
+use crate::server::{Backend, TestServer};
 
 fn events(reply: &Value) -> Vec<Value> {
     reply["events"].as_array().cloned().unwrap_or_default()
@@ -18,9 +18,8 @@ fn names(reply: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_log_records_static_and_run_time_attempts_and_limit_hits() {
-    let s = TestServer::start(|c| {
+async fn the_audit_log_records_static_and_run_time_attempts_and_limit_hits(backend: Backend) {
+    let s = TestServer::start_on(backend, |c| {
         // An operator allowed `exec`, so the import inside it meets the
         // guest's run-time guard instead of the static check.
         c.policy.forbidden_builtins.remove("exec");
@@ -140,9 +139,8 @@ async fn the_audit_log_records_static_and_run_time_attempts_and_limit_hits() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_purges_old_jobs_and_audit_events() {
-    let s = TestServer::start(|c| {
+async fn retention_purges_old_jobs_and_audit_events(backend: Backend) {
+    let s = TestServer::start_on(backend, |c| {
         c.retention.jobs_ttl_secs = 1;
         c.retention.audit_ttl_secs = 2;
         c.retention.purge_interval_secs = 1;
@@ -186,9 +184,10 @@ async fn retention_purges_old_jobs_and_audit_events() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_exports_its_data_and_erasure_removes_it_but_keeps_an_anonymous_record() {
-    let s = TestServer::start(|_| {}).await;
+async fn a_tenant_exports_its_data_and_erasure_removes_it_but_keeps_an_anonymous_record(
+    backend: Backend,
+) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let scopes = ["jobs:write", "jobs:read"];
     let (_, alice) = create_token(&s, "alice", &scopes, json!({})).await;
     let (_, bob) = create_token(&s, "bob", &scopes, json!({})).await;
@@ -268,3 +267,9 @@ async fn a_tenant_exports_its_data_and_erasure_removes_it_but_keeps_an_anonymous
     assert_eq!(events(&exports.json).len(), 3);
     s.stop().await;
 }
+
+on_both_backends!(
+    the_audit_log_records_static_and_run_time_attempts_and_limit_hits,
+    retention_purges_old_jobs_and_audit_events,
+    a_tenant_exports_its_data_and_erasure_removes_it_but_keeps_an_anonymous_record,
+);

@@ -77,14 +77,48 @@ pub struct TestServer {
     pub token: String,
     /// The data dir, kept alive while the server uses it and removed on drop.
     pub _dir: tempfile::TempDir,
+    /// The Postgres store's URL; `None` on SQLite in the data dir.
+    pub store_url: Option<String>,
+}
+
+/// The store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the server's temporary data dir (the default).
+    Sqlite,
+    /// A fresh database on the test binary's private PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The store URL of a fresh store of this backend (`None`: the data
+    /// dir's SQLite).
+    pub fn fresh_url(self) -> Option<String> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(
+                strictpy_testpg::server()
+                    .expect("the postgres tests run only with a server")
+                    .fresh_url(),
+            ),
+        }
+    }
 }
 
 impl TestServer {
-    /// Starts a server with `test_config` changed by `tweak`.
+    /// Starts a server on SQLite with `test_config` changed by `tweak`.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(Backend::Sqlite, tweak).await
+    }
+
+    /// Starts a server on a fresh store of `backend`, with `test_config`
+    /// changed by `tweak`.
+    pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
+        let store_url = backend.fresh_url();
+        config.store.url.clone_from(&store_url);
         let server = Server::start(config, shared_sandbox())
             .await
             .expect("server starts");
@@ -95,6 +129,21 @@ impl TestServer {
             app,
             token,
             _dir: dir,
+            store_url,
+        }
+    }
+
+    /// Every byte the store keeps at rest: the SQLite file and its WAL, or
+    /// the Postgres database's files and the server's WAL.
+    pub fn bytes_at_rest(&self) -> Vec<u8> {
+        match &self.store_url {
+            None => ["strictpy.db", "strictpy.db-wal"]
+                .iter()
+                .flat_map(|name| std::fs::read(self._dir.path().join(name)).unwrap_or_default())
+                .collect(),
+            Some(url) => strictpy_testpg::server()
+                .expect("a Postgres store has a server")
+                .bytes_at_rest(strictpy_testpg::PgServer::database_of(url)),
         }
     }
 

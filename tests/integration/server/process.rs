@@ -9,6 +9,8 @@ use std::{
 
 use serde_json::{Value, json};
 
+use super::Backend;
+
 /// A running `strictpy serve` and its base URL (also used by the
 /// `strictpy submit` tests).
 pub(crate) struct Process {
@@ -22,8 +24,19 @@ impl Process {
     /// Starts `strictpy serve` on an ephemeral port with one worker and
     /// waits for its "listening on" line.
     pub(crate) fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, None)
+    }
+
+    /// [`Process::start`] on the store `store_url` (given as
+    /// `STRICTPY_STORE_URL`; `None`: SQLite in the data dir).
+    pub(crate) fn start_on(data_dir: &Path, store_url: Option<&str>) -> Self {
         super::warm_guest_cache();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+        match store_url {
+            Some(url) => command.env("STRICTPY_STORE_URL", url),
+            None => command.env_remove("STRICTPY_STORE_URL"),
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -110,10 +123,10 @@ fn id(job: &Value) -> String {
     job["id"].as_str().expect("id").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state() {
+async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut first = Process::start(dir.path());
+    let store_url = backend.fresh_url();
+    let mut first = Process::start_on(dir.path(), store_url.as_deref());
     let client = super::admin_client(dir.path());
     let spinning = first
         .post(
@@ -138,7 +151,7 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state() {
     first.child.wait().expect("reap");
     drop(first);
 
-    let second = Process::start(dir.path());
+    let second = Process::start_on(dir.path(), store_url.as_deref());
     let interrupted = second.get(&client, &spinning).await;
     assert_eq!(interrupted["status"], "failed", "{interrupted}");
     assert_eq!(interrupted["error"]["kind"], "internal");
@@ -189,3 +202,5 @@ async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
     assert_eq!(later["status"], "succeeded", "{later}");
     assert_eq!(later["stdout"], "later\n");
 }
+
+on_both_backends!(kill_9_then_restart_brings_every_accepted_job_to_a_final_state);

@@ -4,14 +4,13 @@
 use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 
-use super::{TestServer, call, error_code};
+use super::{Backend, TestServer, call, error_code};
 
 /// A job that spins until cancelled or timed out.
 const SPIN: &str = "while True:\n    pass\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_true_answers_200_with_the_finished_job() {
-    let s = TestServer::start(|_| {}).await;
+async fn wait_true_answers_200_with_the_finished_job(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let reply = s
         .call(
             "POST",
@@ -72,9 +71,8 @@ async fn wait_true_past_the_max_wait_answers_202_with_the_unfinished_job() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_wait_the_job_is_queued_with_202_and_then_finishes() {
-    let s = TestServer::start(|_| {}).await;
+async fn without_wait_the_job_is_queued_with_202_and_then_finishes(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let reply = s
         .call(
             "POST",
@@ -272,9 +270,8 @@ async fn two_jobs_back_to_back_share_no_state() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_queued_and_running_backpressure_and_liveness_with_busy_workers() {
-    let s = TestServer::start(|c| {
+async fn cancel_queued_and_running_backpressure_and_liveness_with_busy_workers(backend: Backend) {
+    let s = TestServer::start_on(backend, |c| {
         c.workers = 1;
         c.queue_size = 1;
     })
@@ -409,9 +406,8 @@ async fn shutdown_past_the_grace_period_fails_running_jobs_and_keeps_queued_ones
     assert_eq!(ready.json["status"], "not_ready");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_validates_each_item_and_idempotency_returns_the_original() {
-    let s = TestServer::start(|_| {}).await;
+async fn batch_validates_each_item_and_idempotency_returns_the_original(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let batch = s
         .call(
             "POST",
@@ -615,3 +611,10 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+on_both_backends!(
+    wait_true_answers_200_with_the_finished_job,
+    without_wait_the_job_is_queued_with_202_and_then_finishes,
+    cancel_queued_and_running_backpressure_and_liveness_with_busy_workers,
+    batch_validates_each_item_and_idempotency_returns_the_original,
+);

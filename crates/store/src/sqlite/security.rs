@@ -1,50 +1,11 @@
 //! The SQL behind tokens, the audit log, retention and tenant erasure.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use strictpy_types::JobStatus;
 
-use super::{from_json, to_json};
+use crate::rows::{RawToken, TOKEN_COLUMNS, final_statuses, from_json, json_quoted, to_json};
 use crate::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, StoreError, TokenKind, TokenRecord,
 };
-
-/// The token columns, in the order [`read_token`] expects.
-const TOKEN_COLUMNS: &str = "id, kind, tenant, name, hash, scopes, created_at, expires_at, \
-                             last_used_at, revoked_at, parent_id, family_id, used_at, rate_limit";
-
-/// The raw columns of a token row, decoded after the statement so JSON
-/// errors surface as [`StoreError::Corrupt`]. Each field is the column of
-/// the same name in [`TokenRecord`].
-struct RawToken {
-    /// `id`.
-    id: String,
-    /// `kind`.
-    kind: String,
-    /// `tenant`.
-    tenant: String,
-    /// `name`.
-    name: String,
-    /// `hash`.
-    hash: String,
-    /// `scopes`, JSON.
-    scopes: String,
-    /// `created_at`.
-    created_at: i64,
-    /// `expires_at`.
-    expires_at: Option<i64>,
-    /// `last_used_at`.
-    last_used_at: Option<i64>,
-    /// `revoked_at`.
-    revoked_at: Option<i64>,
-    /// `parent_id`.
-    parent_id: Option<String>,
-    /// `family_id`.
-    family_id: Option<String>,
-    /// `used_at`.
-    used_at: Option<i64>,
-    /// `rate_limit`, JSON.
-    limits: Option<String>,
-}
 
 fn read_token(row: &Row<'_>) -> rusqlite::Result<RawToken> {
     Ok(RawToken {
@@ -63,33 +24,6 @@ fn read_token(row: &Row<'_>) -> rusqlite::Result<RawToken> {
         used_at: row.get(12)?,
         limits: row.get(13)?,
     })
-}
-
-impl RawToken {
-    fn decode(self) -> Result<TokenRecord, StoreError> {
-        Ok(TokenRecord {
-            kind: TokenKind::parse(&self.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {}", self.kind)))?,
-            scopes: from_json(&self.scopes)?,
-            limits: self
-                .limits
-                .as_deref()
-                .map(from_json)
-                .transpose()?
-                .unwrap_or_default(),
-            id: self.id,
-            tenant: self.tenant,
-            name: self.name,
-            hash: self.hash,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            last_used_at: self.last_used_at,
-            revoked_at: self.revoked_at,
-            parent_id: self.parent_id,
-            family_id: self.family_id,
-            used_at: self.used_at,
-        })
-    }
 }
 
 fn query_tokens(
@@ -286,14 +220,10 @@ pub(super) fn purge(
     tokens_before: i64,
 ) -> Result<Purged, StoreError> {
     let tx = conn.transaction()?;
+    let [succeeded, failed, cancelled] = final_statuses();
     let jobs = tx.execute(
         "DELETE FROM jobs WHERE finished_at < ?1 AND status IN (?2, ?3, ?4)",
-        params![
-            jobs_before,
-            JobStatus::Succeeded.as_str(),
-            JobStatus::Failed.as_str(),
-            JobStatus::Cancelled.as_str()
-        ],
+        params![jobs_before, succeeded, failed, cancelled],
     )?;
     let audit = tx.execute("DELETE FROM audit WHERE at < ?1", [audit_before])?;
     let tokens = tx.execute(
@@ -328,10 +258,9 @@ pub(super) fn erase_tenant(
     // The name also appears as a JSON string in details (an admin's
     // `token_created` for the tenant, an export of it); replace it there too,
     // in every event.
-    let quoted = |s: &str| serde_json::Value::from(s).to_string();
     tx.execute(
         "UPDATE audit SET details = REPLACE(details, ?1, ?2) WHERE INSTR(details, ?1) > 0",
-        params![quoted(tenant), quoted(replacement)],
+        params![json_quoted(tenant), json_quoted(replacement)],
     )?;
     tx.commit()?;
     Ok(Erased {
