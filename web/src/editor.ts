@@ -74,10 +74,23 @@ export function mountEditor(
     },
     { delay: CHECK_DELAY_MS },
   );
+  // CodeMirror injects its styles at run time. In a document that takes a
+  // <style> element, which the page's CSP (style-src 'self') refuses; in a
+  // shadow root it uses a constructed stylesheet (adoptedStyleSheets), which
+  // CSP allows. So the editor lives in a shadow root of its own, and its
+  // look comes from `theme` rather than style.css.
+  const shadow = parent.attachShadow({ mode: "open" });
+  const mount = document.createElement("div");
+  shadow.append(mount);
+  const theme = EditorView.theme({
+    "&": { height: "18rem", fontSize: "0.9rem", backgroundColor: "#fff" },
+    ".cm-scroller": { fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace' },
+  });
   const view = new EditorView({
     doc: initial,
-    parent,
-    extensions: [basicSetup, python(), lintGutter(), check, EditorView.lineWrapping],
+    parent: mount,
+    root: shadow,
+    extensions: [basicSetup, python(), lintGutter(), check, EditorView.lineWrapping, theme],
   });
   return {
     view,

@@ -45,8 +45,11 @@ export function verdictWords(job: Job): string {
       return "stopped: the stack overflowed";
     case "cancelled":
       return "cancelled";
-    case "exception":
-      return `failed with ${e.exception_type ?? "an exception"}: ${e.message}`;
+    case "exception": {
+      // The message usually names the type already ("ValueError: ...").
+      const type = e.exception_type ?? "an exception";
+      return e.message.startsWith(type) ? `failed with ${e.message.trim()}` : `failed with ${type}: ${e.message.trim()}`;
+    }
     case "internal":
       return `failed inside strictpy: ${e.message}`;
     default:
@@ -70,7 +73,7 @@ function bar(name: string, key: string, used: number, limit: number, label: stri
       "aria-label": name,
       "aria-valuemin": "0",
       "aria-valuemax": "1",
-      "aria-valuenow": ratio.toFixed(4),
+      "aria-valuenow": String(ratio),
       "data-usage": key,
     },
     fill,
