@@ -289,18 +289,28 @@ async function loadJobs(cursor: string | null): Promise<void> {
         el("td", {}, when(j.finished_at)),
       );
     });
-    fill(byId("jobs-rows"), ...(rows.length > 0 ? rows : [el("tr", {}, el("td", { colspan: "5", class: "empty" }, "no jobs"))]));
+    showRows("jobs-rows", rows, 5, "no jobs");
   } catch (e) {
     report(errors, e);
   }
 }
 
-byId<HTMLFormElement>("jobs-filter").addEventListener("submit", (event) => {
-  event.preventDefault();
-  void loadJobs(null);
-});
-byId("jobs-first").addEventListener("click", () => void loadJobs(null));
-byId("jobs-next").addEventListener("click", () => void loadJobs(jobsNext));
+/** Puts a page's rows in the table `tbody`, or one row saying it is empty. */
+function showRows(tbody: string, rows: HTMLElement[], columns: number, empty: string): void {
+  fill(byId(tbody), ...(rows.length > 0 ? rows : [el("tr", {}, el("td", { colspan: String(columns), class: "empty" }, empty))]));
+}
+
+/** Wires a listing's filter form and its Newest / Older buttons to `load`. */
+function pager(prefix: string, load: (cursor: string | null) => Promise<void>, next: () => string | null): void {
+  byId<HTMLFormElement>(`${prefix}-filter`).addEventListener("submit", (event) => {
+    event.preventDefault();
+    void load(null);
+  });
+  byId(`${prefix}-first`).addEventListener("click", () => void load(null));
+  byId(`${prefix}-next`).addEventListener("click", () => void load(next()));
+}
+
+pager("jobs", loadJobs, () => jobsNext);
 
 // ---------------------------------------------------------------- tokens (admin)
 
@@ -402,18 +412,13 @@ async function loadAudit(cursor: string | null): Promise<void> {
         el("td", {}, el("code", {}, JSON.stringify(a.details))),
       ),
     );
-    fill(byId("audit-rows"), ...(rows.length > 0 ? rows : [el("tr", {}, el("td", { colspan: "6", class: "empty" }, "no events"))]));
+    showRows("audit-rows", rows, 6, "no events");
   } catch (e) {
     report(errors, e);
   }
 }
 
-byId<HTMLFormElement>("audit-filter").addEventListener("submit", (event) => {
-  event.preventDefault();
-  void loadAudit(null);
-});
-byId("audit-first").addEventListener("click", () => void loadAudit(null));
-byId("audit-next").addEventListener("click", () => void loadAudit(auditNext));
+pager("audit", loadAudit, () => auditNext);
 
 // ---------------------------------------------------------------- start
 
