@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,13 @@ def strictpy_bin() -> Path:
     return Path(os.environ.get("STRICTPY_BIN") or REPO / "target/release/strictpy")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the whole run."""
+@contextmanager
+def running_server(root: Path, listen: str = "127.0.0.1:0", *extra: str) -> Iterator[Server]:
+    """Starts ``strictpy serve`` with a data dir under ``root``, waits until
+    it is ready, and stops it afterwards."""
     binary = strictpy_bin()
     if not binary.is_file():
         pytest.exit(f"{binary} does not exist: run `make build` first", returncode=2)
-    root = tmp_path_factory.mktemp("strictpy")
     data_dir = root / "data"
     data_dir.mkdir()
     env = dict(os.environ)
@@ -100,7 +101,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = root / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(binary), "serve", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", str(data_dir)],
+            [str(binary), "serve", "--listen", listen, "--workers", "2", "--data-dir", str(data_dir), *extra],
             stdout=subprocess.PIPE,
             stderr=log,
             env=env,
@@ -111,7 +112,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         prefix = "strictpy: listening on "
         if not line.startswith(prefix):
             pytest.exit(f"strictpy serve did not start ({line!r}); see {log_path}", returncode=2)
-        base_url = line[len(prefix) :]
+        base_url = line[len(prefix) :].replace("://0.0.0.0:", "://127.0.0.1:")
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -134,6 +135,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the whole run."""
+    with running_server(tmp_path_factory.mktemp("strictpy")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

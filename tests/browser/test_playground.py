@@ -4,15 +4,18 @@ output that stays text, CSRF and sign-out."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import urllib.error
+import urllib.request
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from playwright.sync_api import expect
 
-from conftest import Browser, Server
+from conftest import Browser, Server, running_server
 
 SESSION_COOKIE = "strictpy_session"
 
@@ -286,3 +289,74 @@ def test_admin_creates_a_token_once_and_reads_the_audit_log(browser: Browser, se
     page.click("#audit-filter button[type=submit]")
     expect(page.locator('#audit-rows [data-event="token_created"]').first).to_be_visible()
     expect(page.locator("#audit-rows")).to_contain_text("made-in-browser")
+
+
+def sign_in_over_http(server: Server, token: str) -> tuple[str, str, str]:
+    """``POST /v1/sessions`` outside the browser: the Set-Cookie header, the
+    cookie value and the CSRF token."""
+    req = urllib.request.Request(
+        server.base_url + "/v1/sessions",
+        data=json.dumps({"token": token}).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        assert answer.status == 201
+        set_cookie = answer.headers["set-cookie"]
+        body = json.loads(answer.read())
+    value = set_cookie.split(";")[0].split("=", 1)[1]
+    return set_cookie, value, body["csrf_token"]
+
+
+def with_cookie(server: Server, method: str, path: str, cookie: str, csrf: str | None = None) -> int:
+    """The status of a request authenticated by the session cookie only."""
+    req = urllib.request.Request(server.base_url + path, method=method, headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+    if csrf is not None:
+        req.add_header("x-csrf-token", csrf)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_revoking_the_parent_token_ends_its_sessions(server: Server) -> None:
+    token = server.create_token(["jobs:read", "check"], tenant="parent-revoked")
+    _, cookie, csrf = sign_in_over_http(server, token)
+    assert with_cookie(server, "GET", "/v1/sessions/current", cookie) == 200
+    # The session has its parent's scopes, no more.
+    assert with_cookie(server, "DELETE", "/v1/tokens/0123456789abcdef", cookie, csrf) == 403
+    status, body, _ = server.api("GET", "/v1/tokens?tenant=parent-revoked")
+    assert status == 200
+    (parent,) = body["tokens"]
+    assert server.api("DELETE", f"/v1/tokens/{parent['id']}")[0] == 200
+    assert with_cookie(server, "GET", "/v1/sessions/current", cookie) == 401
+    assert with_cookie(server, "GET", "/v1/jobs", cookie) == 401
+
+
+def test_sign_in_needs_a_json_body_and_a_valid_api_token(server: Server) -> None:
+    def post(body: bytes, content_type: str) -> int:
+        req = urllib.request.Request(
+            server.base_url + "/v1/sessions", data=body, method="POST", headers={"content-type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+
+    good = json.dumps({"token": server.admin_token}).encode()
+    # What a cross-site HTML form can send is refused: no login CSRF.
+    assert post(good, "text/plain") == 415
+    assert post(b"token=x", "application/x-www-form-urlencoded") == 415
+    assert post(json.dumps({"token": "spk_0123456789abcdef_" + "A" * 43}).encode(), "application/json") == 401
+    assert post(b'{"token": 1}', "application/json") == 400
+
+
+def test_the_cookie_is_secure_when_browsers_reach_the_server_over_tls(tmp_path: Path) -> None:
+    # Off loopback, plain HTTP is only allowed behind a TLS-terminating proxy,
+    # so the browser is on https and the cookie must be Secure.
+    with running_server(tmp_path, "0.0.0.0:0", "--allow-insecure-http") as srv:
+        set_cookie, _, _ = sign_in_over_http(srv, srv.admin_token)
+    flags = [f.strip().lower() for f in set_cookie.split(";")[1:]]
+    assert "secure" in flags and "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
