@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot
 
 all: build
 
@@ -24,8 +24,23 @@ guest: toolchain
 	@mkdir -p target/guest
 	cp guest/target/wasm32-wasip1/release/strictpy-guest.wasm $(GUEST_WASM)
 
+# The browser UI (web/): `npm ci` against the committed lockfile, again only
+# when the lockfile changes, then `vite build` into web/dist, which
+# crates/server/build.rs embeds in the binary (cargo rebuilds when it changes).
+WEB_SRC := $(wildcard web/src/*) web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+
+web/node_modules/.installed: web/package-lock.json
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: web/node_modules/.installed $(WEB_SRC)
+	cd web && npm run build
+
+web: web/dist/index.html
+
 # One release build serves `make run`, the tests and the benches.
-build: guest
+build: guest web
 	$(CARGO) build --release $(CARGO_FLAGS)
 
 # Starts the HTTP job service on 127.0.0.1:8080 with embedded defaults (data
@@ -55,6 +70,7 @@ test: build postgres
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
 	$(MAKE) client-test
 	$(MAKE) contract-test
+	$(MAKE) web-test
 
 # The Python client (clients/python): a virtualenv under target/ (made once),
 # the package installed editable with its dev tools (again only when
@@ -88,6 +104,30 @@ $(ST_VENV)/.installed:
 
 contract-test: $(ST_VENV)/.installed
 	STRICTPY_BIN=$(abspath $(STRICTPY)) $(ST_VENV)/bin/pytest -s tests/schemathesis
+# The browser tests (tests/browser): Playwright from PyPI in its own
+# virtualenv under target/, driving Debian's chromium (installed here when
+# missing; Playwright's own browser download is not used) against a real
+# `strictpy serve` from the release build.
+WEB_VENV := target/web-venv
+CHROMIUM ?= /usr/bin/chromium
+
+$(WEB_VENV)/.installed: tests/browser/requirements.txt
+	$(PYTHON) -m venv $(WEB_VENV)
+	$(WEB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(WEB_VENV)/bin/python -m pip install --quiet -r tests/browser/requirements.txt
+	touch $@
+
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
+web-test: $(WEB_VENV)/.installed | $(CHROMIUM)
+	cd tests/browser && CHROMIUM=$(CHROMIUM) STRICTPY_BIN=$(abspath $(STRICTPY)) $(abspath $(WEB_VENV))/bin/pytest
+
+# Retakes docs/playground-timeout.png (the README's picture) with the browser tests.
+ui-screenshot: build $(WEB_VENV)/.installed | $(CHROMIUM)
+	cd tests/browser && CHROMIUM=$(CHROMIUM) STRICTPY_BIN=$(abspath $(STRICTPY)) \
+		STRICTPY_UI_SCREENSHOT=$(abspath docs/playground-timeout.png) \
+		$(abspath $(WEB_VENV))/bin/pytest -k timeout
 
 lint: toolchain
 	$(CARGO) fmt --all --check
@@ -110,4 +150,5 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+	rm -rf web/dist
 	cd guest && $(CARGO) clean

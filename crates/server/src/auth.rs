@@ -5,7 +5,9 @@
 //! access tokens, `spr_` for refresh tokens; `<id>` (16 hex characters) is
 //! public and finds the row; `<secret>` is 32 bytes from the OS CSPRNG in
 //! URL-safe base64. The store keeps only the SHA-256 of the whole string,
-//! compared in constant time.
+//! compared in constant time. `sps_` tokens are browser sessions: they come
+//! only in the [`SESSION_COOKIE`], never as a bearer token, and a request
+//! that changes state with one must carry its CSRF token in [`CSRF_HEADER`].
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -14,7 +16,7 @@ use std::{
 
 use axum::{
     extract::FromRequestParts,
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,13 @@ use crate::{
 
 /// The file in the data dir that receives the first-start admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The cookie that carries a browser session's secret (`sps_...`).
+pub const SESSION_COOKIE: &str = "strictpy_session";
+
+/// The header that carries a session's CSRF token on requests that change
+/// state.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// What a token may do.
 #[derive(
@@ -180,6 +189,7 @@ fn prefix(kind: TokenKind) -> &'static str {
         TokenKind::Api => "spk",
         TokenKind::Access => "spa",
         TokenKind::Refresh => "spr",
+        TokenKind::Session => "sps",
     }
 }
 
@@ -243,6 +253,7 @@ pub fn parse_token(token: &str) -> Option<(TokenKind, &str)> {
         "spk" => TokenKind::Api,
         "spa" => TokenKind::Access,
         "spr" => TokenKind::Refresh,
+        "sps" => TokenKind::Session,
         _ => return None,
     };
     let (id, secret) = rest.split_once('_')?;
@@ -253,6 +264,29 @@ pub fn parse_token(token: &str) -> Option<(TokenKind, &str)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     shaped.then_some((kind, id))
+}
+
+/// The CSRF token bound to the session whose secret is `session`: a hash
+/// of the secret, so only a holder of the `HttpOnly` cookie can know it and
+/// the server needs to store nothing more.
+pub fn csrf_token(session: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"strictpy csrf v1\0");
+    hash.update(session.as_bytes());
+    URL_SAFE_NO_PAD.encode(hash.finalize())
+}
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
 }
 
 /// Why a token was not accepted (for the audit log; the client only learns
@@ -432,12 +466,18 @@ impl FromRequestParts<AppState> for Auth {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
         let Some(token) = token else {
+            // No Authorization header: a browser session, if there is one.
+            if header.is_none()
+                && let Some(session) = session_cookie(&parts.headers)
+            {
+                return from_session(parts, state, session, ip).await.map(Auth);
+            }
             unauthenticated(state, ip)?;
             if header.is_some() {
                 return Err(failed(state, ip, Rejection::Malformed, None));
             }
             return Err(unauthorized(
-                "this endpoint needs `Authorization: Bearer <token>`",
+                "this endpoint needs `Authorization: Bearer <token>` (or a browser session)",
                 false,
             ));
         };
@@ -449,28 +489,73 @@ impl FromRequestParts<AppState> for Auth {
                 return Err(failed(state, ip, why, id));
             }
         };
-        let principal = Principal {
-            budget_key: record
-                .parent_id
-                .clone()
-                .unwrap_or_else(|| record.id.clone()),
-            limits: Effective::of(&record.limits, state.guard.defaults()),
-            scopes: Scope::parse_all(record.scopes.iter().map(String::as_str)).unwrap_or_default(),
-            tenant: record.tenant,
-            token_id: record.id,
-            kind: record.kind,
-            ip,
-        };
-        state
-            .guard
-            .check_token(&principal.budget_key, principal.limits)
-            .map_err(|r| refused(state, r, principal.event("rate_limited")))?;
-        state.touch(&principal.token_id, record.last_used_at);
-        if state.first_success_this_minute(&principal.token_id, ip) {
-            state.audit.record(principal.event("auth_success"));
-        }
-        Ok(Auth(principal))
+        admit(state, record, ip).map(Auth)
     }
+}
+
+/// Authenticates by the session cookie: the session must be valid and, on
+/// a method that changes state, the request must carry its CSRF token.
+async fn from_session(
+    parts: &Parts,
+    state: &AppState,
+    session: &str,
+    ip: IpAddr,
+) -> Result<Principal, ApiError> {
+    not_locked_out(state, ip)?;
+    let record = match verify(state, session, &[TokenKind::Session]).await? {
+        Ok(record) => record,
+        Err((why, id)) => {
+            unauthenticated(state, ip)?;
+            return Err(failed(state, ip, why, id));
+        }
+    };
+    if !parts.method.is_safe() {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .map_or(&b""[..], |v| v.as_bytes());
+        if !bool::from(sent.ct_eq(csrf_token(session).as_bytes())) {
+            state.audit.record(
+                Event::new("csrf_refused")
+                    .tenant(&record.tenant)
+                    .token(&record.id)
+                    .ip(ip)
+                    .details(json!({ "method": parts.method.as_str(), "path": parts.uri.path() })),
+            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "a request that changes state with the session cookie needs the session's X-CSRF-Token header",
+            ));
+        }
+    }
+    admit(state, record, ip)
+}
+
+/// The principal of a verified token, once its request bucket allows the
+/// request; records the use.
+fn admit(state: &AppState, record: TokenRecord, ip: IpAddr) -> Result<Principal, ApiError> {
+    let principal = Principal {
+        budget_key: record
+            .parent_id
+            .clone()
+            .unwrap_or_else(|| record.id.clone()),
+        limits: Effective::of(&record.limits, state.guard.defaults()),
+        scopes: Scope::parse_all(record.scopes.iter().map(String::as_str)).unwrap_or_default(),
+        tenant: record.tenant,
+        token_id: record.id,
+        kind: record.kind,
+        ip,
+    };
+    state
+        .guard
+        .check_token(&principal.budget_key, principal.limits)
+        .map_err(|r| refused(state, r, principal.event("rate_limited")))?;
+    state.touch(&principal.token_id, record.last_used_at);
+    if state.first_success_this_minute(&principal.token_id, ip) {
+        state.audit.record(principal.event("auth_success"));
+    }
+    Ok(principal)
 }
 
 /// Makes the admin token on the first start with an empty store: it is
@@ -519,7 +604,12 @@ mod tests {
 
     #[test]
     fn issued_tokens_parse_back_and_hash_to_their_record() {
-        for kind in [TokenKind::Api, TokenKind::Access, TokenKind::Refresh] {
+        for kind in [
+            TokenKind::Api,
+            TokenKind::Access,
+            TokenKind::Refresh,
+            TokenKind::Session,
+        ] {
             let t = TokenSpec {
                 kind,
                 tenant: "t".into(),
@@ -540,6 +630,26 @@ mod tests {
         assert_eq!(parse_token("spk_0123456789abcdef_short"), None);
         assert_eq!(parse_token("Bearer x"), None);
         assert_eq!(parse_token(""), None);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_bound_to_its_csrf_token() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            "a=1; strictpy_session=sps_x ; b=2".parse().expect("header"),
+        );
+        assert_eq!(session_cookie(&headers), Some("sps_x"));
+        headers.clear();
+        headers.append(
+            header::COOKIE,
+            "strictpy_sessionx=1".parse().expect("header"),
+        );
+        headers.append(header::COOKIE, "strictpy_session=".parse().expect("header"));
+        assert_eq!(session_cookie(&headers), None);
+        assert_eq!(csrf_token("sps_a"), csrf_token("sps_a"));
+        assert_ne!(csrf_token("sps_a"), csrf_token("sps_b"));
+        assert!(!csrf_token("sps_a").contains("sps_a"));
     }
 
     #[test]

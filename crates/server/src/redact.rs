@@ -10,7 +10,7 @@
 //!    `webhook_secret`) in the forms `key=value`, `key: value` and
 //!    `"key":"value"` (also inside escaped JSON) becomes `[REDACTED]`;
 //! 2. `Bearer <credential>` becomes `Bearer [REDACTED]`;
-//! 3. any strictpy token literal (`spk_`, `spa_`, `spr_` and at least 16
+//! 3. any strictpy token literal (`spk_`, `spa_`, `spr_`, `sps_` and at least 16
 //!    URL-safe characters) becomes `[REDACTED]`;
 //! 4. the password in a URL's `user:password@` (a store URL such as
 //!    `postgres://strictpy:secret@db/jobs`) becomes `[REDACTED]`.
@@ -60,7 +60,7 @@ static BEARER: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"(?i)(?P<scheme>\bbearer)[ \t]+[^\s"'\\,;]+"#));
 
 /// A strictpy token literal.
-static TOKEN: LazyLock<Regex> = LazyLock::new(|| compile(r"\bsp[akr]_[A-Za-z0-9_\-]{16,}"));
+static TOKEN: LazyLock<Regex> = LazyLock::new(|| compile(r"\bsp[akrs]_[A-Za-z0-9_\-]{16,}"));
 
 /// The password of a URL's userinfo: `scheme://user:` then the password up
 /// to the last `@` of the authority.
@@ -255,6 +255,10 @@ mod tests {
         check(
             "spa_AAAAAAAAAAAAAAAA spr_BBBBBBBBBBBBBBBBBBBB",
             "[REDACTED] [REDACTED]",
+        );
+        check(
+            "cookie strictpy_session=sps_0123456789abcdef_CCCCCCCC",
+            "cookie strictpy_session=[REDACTED]",
         );
     }
 

@@ -169,3 +169,25 @@ impl From<&AuditRecord> for AuditView {
         }
     }
 }
+
+/// What a job was given: its code, stdin and context.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobInput {
+    /// Its source.
+    pub code: String,
+    /// Its stdin.
+    pub stdin: String,
+    /// Its context.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+}
+
+impl From<&JobRecord> for JobInput {
+    fn from(job: &JobRecord) -> Self {
+        Self {
+            code: job.spec.code.clone(),
+            stdin: job.spec.stdin.clone(),
+            context: job.spec.context.clone(),
+        }
+    }
+}

@@ -15,6 +15,9 @@ pub enum TokenKind {
     Access,
     /// A single-use refresh token from the OAuth-style exchange.
     Refresh,
+    /// A browser session: the secret lives in an `HttpOnly` cookie, made
+    /// from an API token (its parent) by `POST /v1/sessions`.
+    Session,
 }
 
 impl TokenKind {
@@ -24,6 +27,7 @@ impl TokenKind {
             Self::Api => "api",
             Self::Access => "access",
             Self::Refresh => "refresh",
+            Self::Session => "session",
         }
     }
 
@@ -33,6 +37,7 @@ impl TokenKind {
             "api" => Some(Self::Api),
             "access" => Some(Self::Access),
             "refresh" => Some(Self::Refresh),
+            "session" => Some(Self::Session),
             _ => None,
         }
     }

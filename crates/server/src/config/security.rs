@@ -13,6 +13,9 @@ pub struct AuthConfig {
     pub refresh_token_ttl_secs: u64,
     /// The tenant of the admin token made on first start.
     pub bootstrap_tenant: String,
+    /// Lifetime of a browser session from `POST /v1/sessions`, in seconds
+    /// (never longer than the API token it was made from).
+    pub session_ttl_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -21,6 +24,7 @@ impl Default for AuthConfig {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 60 * 60,
             bootstrap_tenant: "default".into(),
+            session_ttl_secs: 60 * 60,
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::{
     http::{parse_body, rfc3339},
     now_ms,
     policy::{allowlist, static_check},
-    views::JobView,
+    views::{JobInput, JobView},
     webhook::{WebhookError, check_url, parse_url},
     workers::wait_final,
 };
@@ -146,6 +146,10 @@ pub struct JobList {
 pub struct ListParams {
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
+    /// Only jobs that ended with this verdict (`timeout`, `exception`, ...).
+    /// A page may then hold fewer than `limit` jobs and still have a
+    /// `next_cursor`.
+    pub verdict: Option<Verdict>,
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
@@ -465,6 +469,29 @@ pub async fn get_job(
     Ok(Json(JobView::from(&job)))
 }
 
+/// What a job was given: its code, stdin and context (so a person can load
+/// it back into the playground's editor).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/input",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job's inputs", body = JobInput),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+pub async fn get_job_input(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobInput>, ApiError> {
+    who.require(&state, Scope::JobsRead)?;
+    let id = job_id(path)?;
+    let job = own_job(&state, &who, id).await?;
+    Ok(Json(JobInput::from(&job)))
+}
+
 /// Cancel a job.
 ///
 /// A queued job never runs. A running job is interrupted and ends
@@ -552,18 +579,24 @@ pub async fn list_jobs(
             ApiError::bad_request("invalid cursor").with_details(json!({ "field": "cursor" }))
         })?),
     };
-    let jobs = state
-        .store
-        .list(ListQuery {
-            tenant: who.tenant.clone(),
-            status: params.status,
-            before,
-            limit,
-        })
-        .await?;
-    let next_cursor = (jobs.len() == limit as usize)
-        .then(|| jobs.last().map(|j| encode_cursor(j.id)))
-        .flatten();
+    let (jobs, next) = match params.verdict {
+        None => {
+            let jobs = state
+                .store
+                .list(ListQuery {
+                    tenant: who.tenant.clone(),
+                    status: params.status,
+                    before,
+                    limit,
+                })
+                .await?;
+            let next = (jobs.len() == limit as usize)
+                .then(|| jobs.last().map(|j| j.id))
+                .flatten();
+            (jobs, next)
+        }
+        Some(verdict) => with_verdict(&state, &who, params.status, verdict, before, limit).await?,
+    };
     Ok(Json(JobList {
         jobs: jobs
             .iter()
@@ -576,8 +609,65 @@ pub async fn list_jobs(
                 finished_at: j.finished_at.map(rfc3339),
             })
             .collect(),
-        next_cursor,
+        next_cursor: next.map(encode_cursor),
     }))
+}
+
+/// Most jobs one `GET /v1/jobs?verdict=` request reads from the store.
+const VERDICT_SCAN: usize = 1000;
+
+/// A page of the tenant's jobs that ended with `verdict`. The verdict lives
+/// in the (encrypted) outcome, so the store cannot filter on it: this reads
+/// pages of final jobs newest first and keeps the matches, stopping at
+/// `limit` matches or after [`VERDICT_SCAN`] jobs; the cursor continues
+/// from the last job read.
+async fn with_verdict(
+    state: &AppState,
+    who: &Principal,
+    status: Option<JobStatus>,
+    verdict: Verdict,
+    mut before: Option<Uuid>,
+    limit: u32,
+) -> Result<(Vec<JobRecord>, Option<Uuid>), ApiError> {
+    // Only cancelled jobs carry `cancelled`; every other verdict is a failure.
+    let implied = if verdict == Verdict::Cancelled {
+        JobStatus::Cancelled
+    } else {
+        JobStatus::Failed
+    };
+    if status.is_some_and(|s| s != implied) {
+        return Ok((Vec::new(), None));
+    }
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let page = state
+            .store
+            .list(ListQuery {
+                tenant: who.tenant.clone(),
+                status: Some(implied),
+                before,
+                limit: MAX_PAGE,
+            })
+            .await?;
+        let end = page.len() < MAX_PAGE as usize;
+        for job in page {
+            scanned += 1;
+            before = Some(job.id);
+            if job.outcome.as_ref().and_then(|o| o.verdict()) == Some(verdict) {
+                found.push(job);
+                if found.len() == limit as usize {
+                    return Ok((found, before));
+                }
+            }
+        }
+        if end {
+            return Ok((found, None));
+        }
+        if scanned >= VERDICT_SCAN {
+            return Ok((found, before));
+        }
+    }
 }
 
 /// Cursors are opaque to clients: a version tag and the last id seen, so the

@@ -11,8 +11,10 @@ pub mod check;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
+pub mod sessions;
 pub mod tenants;
 pub mod tokens;
+pub mod web;
 pub mod webhook_secrets;
 
 use std::sync::OnceLock;
@@ -36,16 +38,19 @@ use crate::{
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
-    security(("bearer" = []))
+    security(("bearer" = []), ("session" = []))
 )]
 struct ApiDoc;
 
-/// Declares the `bearer` security scheme the operations refer to.
+/// Declares the `bearer` and `session` security schemes the operations
+/// refer to.
 struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -57,6 +62,15 @@ impl utoipa::Modify for BearerScheme {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "A browser session from POST /v1/sessions (HttpOnly cookie); POST, PUT, PATCH \
+                 and DELETE also need the session's X-CSRF-Token header (403 csrf_token_invalid \
+                 otherwise); see docs/security.md",
+            ))),
         );
     }
 }
@@ -110,6 +124,7 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         "/openapi.json",
         "/v1/oauth/token/refresh",
         "/v1/oauth/revoke",
+        "/v1/sessions",
     ];
     for (path, item) in doc.paths.paths.iter_mut() {
         let bearer = !UNAUTHENTICATED.contains(&path.as_str());
@@ -142,13 +157,28 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 );
             }
             if bearer {
+                // Wherever a bearer token is accepted, so is the session
+                // cookie, with the same scopes.
+                if let Some(security) = op.security.as_mut() {
+                    let sessions: Vec<_> = security
+                        .iter()
+                        .filter_map(|r| serde_json::to_value(r).ok())
+                        .filter_map(|v| v.get("bearer").cloned())
+                        .map(|scopes| {
+                            let scopes: Vec<String> =
+                                serde_json::from_value(scopes).unwrap_or_default();
+                            utoipa::openapi::security::SecurityRequirement::new("session", scopes)
+                        })
+                        .collect();
+                    security.extend(sessions);
+                }
                 add(
                     "401",
                     error("unauthorized: a missing, malformed, unknown, expired or revoked token (with WWW-Authenticate)").build(),
                 );
                 add(
                     "403",
-                    error("insufficient_scope (details.required), or ip_not_allowed").build(),
+                    error("insufficient_scope (details.required), csrf_token_invalid (the session cookie without its X-CSRF-Token on a method that changes state), or ip_not_allowed").build(),
                 );
                 add(
                     "429",
@@ -178,7 +208,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::create_batch))
         .routes(routes!(jobs::get_job, jobs::cancel_job))
+        .routes(routes!(jobs::get_job_input))
         .routes(routes!(check::check))
+        .routes(routes!(sessions::create_session))
+        .routes(routes!(sessions::get_session, sessions::delete_session))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(oauth::oauth_token))
@@ -213,6 +246,7 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let (router, _) = api_router().split_for_parts();
     router
+        .merge(web::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use strictpy_store::AuditQuery;
 use utoipa::ToSchema;
 
@@ -17,7 +17,7 @@ use crate::{
     error::{ApiError, ErrorBody},
     http::{no_store, rfc3339, valid_tenant},
     now_ms,
-    views::{AUDIT_PAGE, AuditView, JobView},
+    views::{AUDIT_PAGE, AuditView, JobInput, JobView},
 };
 
 /// A job in an export: the job as the API shows it, plus its inputs.
@@ -26,13 +26,9 @@ pub struct ExportedJob {
     /// The job.
     #[serde(flatten)]
     pub job: JobView,
-    /// Its source.
-    pub code: String,
-    /// Its stdin.
-    pub stdin: String,
-    /// Its context.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<Value>,
+    /// Its code, stdin and context.
+    #[serde(flatten)]
+    pub input: JobInput,
 }
 
 /// Everything stored about a tenant.
@@ -120,9 +116,7 @@ pub async fn export_tenant(
             .iter()
             .map(|j| ExportedJob {
                 job: JobView::from(j),
-                code: j.spec.code.clone(),
-                stdin: j.spec.stdin.clone(),
-                context: j.spec.context.clone(),
+                input: JobInput::from(j),
             })
             .collect(),
         audit,
