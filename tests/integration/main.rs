@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod escapes;
+mod fidelity;
 mod isolation;
 mod modules;
 mod security;
