@@ -174,10 +174,11 @@ fn reachable(
     let mut todo = vec![start.to_owned()];
     while let Some(name) = todo.pop() {
         for candidate in with_parents(&name) {
-            if hidden.contains(&candidate) && seen.insert(candidate.clone()) {
-                if let Some(next) = imports.get(candidate.as_str()) {
-                    todo.extend(next.iter().cloned());
-                }
+            if hidden.contains(&candidate)
+                && seen.insert(candidate.clone())
+                && let Some(next) = imports.get(candidate.as_str())
+            {
+                todo.extend(next.iter().cloned());
             }
         }
     }
