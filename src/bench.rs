@@ -90,6 +90,8 @@ pub enum Section {
     FuelOff,
     /// The static check timings.
     Check,
+    /// The import tax: a job that only imports each allowable module.
+    Imports,
 }
 
 /// How many of everything, resolved from the flags.
@@ -288,6 +290,20 @@ pub struct CheckRow {
     pub latency: Summary,
 }
 
+/// The import tax of one module: a job that only imports it, against the
+/// empty job.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportRow {
+    /// The module.
+    pub module: String,
+    /// Fuel of `import <module>` (the same every run).
+    pub fuel: u64,
+    /// `fuel` minus the empty job's fuel: what allowing it costs a job.
+    pub tax_fuel: u64,
+    /// Median whole-job wall time, in ms.
+    pub ms: f64,
+}
+
 /// One issue-3 target, checked against this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
@@ -330,6 +346,8 @@ pub struct Report {
     pub suite: Vec<SuiteRow>,
     /// The static check.
     pub check: Vec<CheckRow>,
+    /// The import tax of each allowable module.
+    pub imports: Vec<ImportRow>,
     /// The issue-3 targets.
     pub targets: Vec<Target>,
 }
@@ -392,6 +410,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         rss: Vec::new(),
         suite: Vec::new(),
         check: Vec::new(),
+        imports: Vec::new(),
         targets: Vec::new(),
     };
 
@@ -488,6 +507,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         )?);
     }
 
+    if !skip(Section::Imports) {
+        progress.set_message("import tax");
+        report.imports = import_tax(&sandbox, plan.repeat, &progress)?;
+    }
+
     progress.finish_and_clear();
     report.machine.load_end = load_average();
     report.targets = targets(&report);
@@ -535,6 +559,9 @@ fn total_steps(plan: &Plan, skip: &dyn Fn(Section) -> bool, interpreters: usize)
     }
     if !skip(Section::Check) {
         n += plan.check_iterations + (plan.check_iterations / 5).max(5);
+    }
+    if !skip(Section::Imports) {
+        n += (Policy::default().allowable_modules.len() + 1) * plan.repeat;
     }
     n as u64
 }
@@ -893,6 +920,40 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// Runs a job that only imports each allowable module, `repeat` times, and
+/// an empty job to subtract: the import tax per module.
+fn import_tax(
+    sandbox: &Sandbox,
+    repeat: usize,
+    progress: &ProgressBar,
+) -> anyhow::Result<Vec<ImportRow>> {
+    let timed = |j: &Job| -> anyhow::Result<(u64, f64)> {
+        let mut fuel = 0;
+        let mut times = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            let started = Instant::now();
+            fuel = run_ok(sandbox, j)?.1;
+            times.push(ms(started.elapsed()));
+            progress.inc(1);
+        }
+        Ok((fuel, median(&times).unwrap_or_default()))
+    };
+    let (empty_fuel, _) = timed(&job(EMPTY))?;
+    let mut rows = Vec::new();
+    for module in Policy::default().allowable_modules {
+        let mut j = job(&format!("import {module}\n"));
+        j.allowlist.insert(module.clone());
+        let (fuel, ms) = timed(&j)?;
+        rows.push(ImportRow {
+            tax_fuel: fuel.saturating_sub(empty_fuel),
+            module,
+            fuel,
+            ms,
+        });
+    }
+    Ok(rows)
+}
+
 /// Checks the issue-3 targets against the report.
 fn targets(r: &Report) -> Vec<Target> {
     let mut out = Vec::new();
@@ -945,6 +1006,13 @@ fn targets(r: &Report) -> Vec<Target> {
         goal: "<= 1 ms",
         measured: large.map(|c| format!("{:.3} ms", c.latency.p50_ms)),
         met: large.map(|c| c.latency.p50_ms <= 1.0),
+    });
+    let worst = r.imports.iter().max_by_key(|i| i.tax_fuel);
+    out.push(Target {
+        name: "import tax of the worst allowable module",
+        goal: "<= 1 M fuel",
+        measured: worst.map(|i| format!("{} {:.2} M", i.module, i.tax_fuel as f64 / 1e6)),
+        met: worst.map(|i| i.tax_fuel <= 1_000_000),
     });
     let rss = r.rss.first().map(|x| x.per_job_mib);
     out.push(Target {

@@ -313,6 +313,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let load_started = std::time::Instant::now();
     let mut config = SandboxConfig::new(&guest);
     config.snapshot = !args.no_snapshot;
+    config.preload = strictpy_sandbox::preload_for(&policy);
     let sandbox = match Sandbox::new(&config) {
         Ok(s) => s,
         Err(e) => {

@@ -74,6 +74,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     // touches, and stacks stay warm between jobs.
     let (_, max_limits) = config.limits.resolve()?;
     let mut sandbox_config = SandboxConfig::new(&guest);
+    // The snapshot pre-imports what this operator's policy can allow.
+    sandbox_config.preload = strictpy_sandbox::preload_for(&config.policy);
     sandbox_config.pool = Some(PoolConfig {
         max_instances: u32::try_from(config.workers).unwrap_or(u32::MAX),
         max_memory_mb: max_limits.memory_mb,

@@ -7,6 +7,7 @@
 //! this folder is the contract with the host.
 
 mod policy;
+mod preload;
 mod report;
 
 use std::cell::{Cell, RefCell};
@@ -17,7 +18,7 @@ use rustpython_vm::{
     compiler::Mode,
     function::{FuncArgs, KwArgs},
 };
-use serde::Deserialize;
+use strictpy_protocol::Input;
 
 use crate::report::Report;
 
@@ -35,28 +36,10 @@ mod host {
     }
 }
 
-/// One job, as the host sends it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Input {
-    /// The Python source to run.
-    code: String,
-    /// A JSON object whose keys become globals, as JSON text.
-    #[serde(default)]
-    context: Option<Box<serde_json::value::RawValue>>,
-    /// The effective import allowlist (top-level module names).
-    allow: Vec<String>,
-    /// How many traceback entries to keep at most.
-    #[serde(default = "default_traceback_limit")]
-    traceback_limit: usize,
-}
-
-fn default_traceback_limit() -> usize {
-    50
-}
-
-/// Modules imported during initialisation: the default allowlist, plus
-/// `random`, which `statistics` pulls in anyway.
+/// Modules imported during initialisation and left in `sys.modules` for
+/// every job, as they always were: the default allowlist, plus `random`,
+/// which `statistics` pulls in anyway. The host's preload document
+/// (`preload.rs`) adds the rest of the operator's modules, hidden.
 const PRELOAD: &[&str] = &[
     "json",
     "datetime",
@@ -105,22 +88,36 @@ pub extern "C" fn strictpy_init() {
             if let Err(exc) = add_utc_timezone(vm) {
                 vm.print_exception(&exc);
             }
-            // Collect the garbage initialisation left, then move every
-            // surviving object out of the collector's view: otherwise the first
-            // collection in each job would walk the whole initialised heap.
-            let frozen = trusted(|| -> PyResult<()> {
-                let gc = vm.import("gc", 0)?;
-                vm.call_method(&gc, "collect", ())?;
-                vm.call_method(&gc, "freeze", ())?;
-                Ok(())
-            });
-            if let Err(exc) = frozen {
-                vm.print_exception(&exc);
-            }
-            reserve_heap();
+            settle_heap(vm);
         });
         *cell.borrow_mut() = Some(interp);
     });
+}
+
+/// Runs `f` on the interpreter, if it was built.
+fn with_vm(f: impl FnOnce(&VirtualMachine)) {
+    INTERPRETER.with(|cell| {
+        if let Some(interp) = cell.borrow().as_ref() {
+            interp.enter(f);
+        }
+    });
+}
+
+/// Ends a stage of initialisation. Collects the garbage it left, then moves
+/// every surviving object out of the collector's view (otherwise the first
+/// collection in each job would walk the whole initialised heap), and leaves
+/// the allocator free room inside the memory the snapshot will have.
+fn settle_heap(vm: &VirtualMachine) {
+    let frozen = trusted(|| -> PyResult<()> {
+        let gc = vm.import("gc", 0)?;
+        vm.call_method(&gc, "collect", ())?;
+        vm.call_method(&gc, "freeze", ())?;
+        Ok(())
+    });
+    if let Err(exc) = frozen {
+        vm.print_exception(&exc);
+    }
+    reserve_heap();
 }
 
 fn build_interpreter() -> Interpreter {
@@ -228,8 +225,10 @@ fn read_input() -> Result<Input, String> {
     serde_json::from_slice(&buf).map_err(|e| format!("bad job input: {e}"))
 }
 
-fn send_verdict(report: &Report) {
-    let bytes = serde_json::to_vec(report).unwrap_or_else(|_| {
+fn send_verdict(report: Report) {
+    // Clip the traceback and messages, and refuse an oversized result, here
+    // at the one exit: no verdict document is ever unbounded.
+    let bytes = serde_json::to_vec(&report.bounded()).unwrap_or_else(|_| {
         br#"{"status":"internal","message":"could not encode the verdict"}"#.to_vec()
     });
     // SAFETY: `bytes` is a live allocation of `bytes.len()` bytes that the host
@@ -259,17 +258,22 @@ fn main() {
         }
         Err(message) => Report::Internal { message },
     };
-    send_verdict(&report);
+    send_verdict(report);
     // Returning from main skips `Interpreter::finalize`: the instance is
     // thrown away after this job, so tearing the VM down would only burn fuel.
 }
 
 fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
-    let scope = vm.new_scope_with_builtins();
+    // The program's namespace is a real module, `sys.modules["__main__"]`,
+    // as under `python -c`: `__name__` is "__main__", there is no `__file__`,
+    // and everything that finds a class's module by name (dataclasses with
+    // string annotations, `typing.get_type_hints`, `enum`'s functional API,
+    // pickle-style lookups) finds it. It stays registered for the whole job.
+    let scope = match vm.new_scope_with_main() {
+        Ok(scope) => scope,
+        Err(exc) => return report::from_exception(vm, &exc, input.traceback_limit(), ""),
+    };
     let globals = scope.globals.clone();
-    if let Err(exc) = globals.set_item("__name__", vm.ctx.new_str("__main__").into(), vm) {
-        return report::from_exception(vm, &exc, input.traceback_limit, "");
-    }
     if let Some(context) = &input.context
         && let Err(report) = load_context(vm, &globals, context.get())
     {
@@ -282,12 +286,12 @@ fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
         Ok(code) => code,
         Err(err) => {
             let exc = err.into_pyexception(vm, Some(source));
-            return report::from_exception(vm, &exc, input.traceback_limit, &input.code);
+            return report::from_exception(vm, &exc, input.traceback_limit(), &input.code);
         }
     };
     match vm.run_code_obj(code, scope) {
         Ok(_) => collect_result(vm, &globals),
-        Err(exc) => match report::from_exception(vm, &exc, input.traceback_limit, &input.code) {
+        Err(exc) => match report::from_exception(vm, &exc, input.traceback_limit(), &input.code) {
             // `SystemExit(0)` is a success, and the result still counts.
             Report::Ok { .. } => collect_result(vm, &globals),
             other => other,

@@ -63,6 +63,9 @@ pub fn install_import_guard(vm: &VirtualMachine) -> PyResult<()> {
         "__import__",
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
             check_import(vm, &args)?;
+            // Only now, with the import allowed, may a pre-imported module
+            // come back into `sys.modules`.
+            crate::preload::on_import(vm, &args);
             original.call(args, vm)
         },
     );
@@ -140,6 +143,11 @@ fn is_library_namespace(vm: &VirtualMachine, globals: &PyObjectRef) -> bool {
     if let Ok(module) = modules.get_item(name.as_str(), vm)
         && is_namespace(&module)
     {
+        return true;
+    }
+    // A pre-imported module that no allowed import revealed yet is still
+    // the standard library's.
+    if crate::preload::is_hidden_namespace(globals) {
         return true;
     }
     // Some modules claim another module's name (`_pydecimal` sets

@@ -1,44 +1,12 @@
-//! The verdict document the guest hands the host, and how a Python exception
-//! becomes one.
+//! How a Python exception becomes the verdict document the guest hands the
+//! host. The document itself (`Report`) and its caps live in the
+//! `strictpy-protocol` crate, which the host decodes with.
 
 use rustpython_vm::{
     AsObject, VirtualMachine,
     builtins::{PyBaseExceptionRef, PyInt},
 };
-use serde::Serialize;
-
-/// What the guest tells the host about the run, through `strictpy.verdict`.
-/// The host's decoder lives in crates/sandbox and must match this shape.
-#[derive(Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Report {
-    /// The program finished (or exited with code 0).
-    Ok {
-        /// `json.dumps(result)`, when the program left a global `result`.
-        result: Option<String>,
-    },
-    /// An uncaught exception.
-    Exception {
-        /// The exception class, module-qualified outside builtins.
-        exception_type: String,
-        /// `str(exc)`.
-        message: String,
-        /// The formatted traceback, depth-capped.
-        traceback: Option<String>,
-        /// True for `MemoryError`, so the host can tell a memory cap apart.
-        memory_error: bool,
-    },
-    /// `SystemExit` with a non-zero code.
-    Exit {
-        /// The exit code.
-        code: i64,
-    },
-    /// The guest itself could not do its job.
-    Internal {
-        /// What went wrong.
-        message: String,
-    },
-}
+pub use strictpy_protocol::Report;
 
 /// Turns an uncaught exception into a report, printing the traceback to the
 /// program's stderr as CPython would.

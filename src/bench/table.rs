@@ -196,6 +196,25 @@ pub fn render(r: &Report) -> String {
         out.push('\n');
     }
 
+    if !r.imports.is_empty() {
+        let _ = writeln!(
+            out,
+            "Import tax (job = `import M`)             {:>12} {:>12} {:>9}",
+            "fuel", "tax fuel", "ms p50"
+        );
+        for i in &r.imports {
+            let _ = writeln!(
+                out,
+                "  {:<39} {:>12} {:>12} {:>9.3}",
+                i.module, i.fuel, i.tax_fuel, i.ms
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  tax = fuel over the empty job's: what allowing the module costs every job\n"
+        );
+    }
+
     let _ = writeln!(out, "Issue-3 targets");
     for t in &r.targets {
         let verdict = match t.met {

@@ -77,8 +77,19 @@ fn quick_json_has_every_section() {
     assert_eq!(check.len(), 2);
     assert_eq!(check[1]["lines"], 1000);
 
+    // The import tax: one row per allowable module, each within the 1 M target.
+    let imports = doc["imports"].as_array().unwrap();
+    assert_eq!(
+        imports.len(),
+        strictpy_types::Policy::default().allowable_modules.len()
+    );
+    for row in imports {
+        assert!(row["fuel"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["tax_fuel"].as_u64().unwrap() < 1_000_000, "{row}");
+    }
+
     let targets = doc["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 6);
+    assert_eq!(targets.len(), 7);
     // Native RustPython was pointed at a missing path, so its target is
     // reported as not measured rather than guessed.
     assert!(
@@ -90,7 +101,7 @@ fn quick_json_has_every_section() {
 
 #[test]
 fn table_output_lists_the_targets() {
-    let out = bench(&["--skip", "latency,spawn,throughput,fuel,rss,suite"]);
+    let out = bench(&["--skip", "latency,spawn,throughput,fuel,rss,suite,imports"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -32,6 +32,7 @@ macro_rules! on_both_backends {
 mod bench;
 mod cli;
 mod escapes;
+mod fidelity;
 mod isolation;
 mod modules;
 mod security;

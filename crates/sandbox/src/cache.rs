@@ -59,6 +59,29 @@ fn key(engine: &Engine, guest_hash: &blake3::Hash, variant: &str) -> String {
     hex::encode(&h.finalize().as_bytes()[..16])
 }
 
+/// Names how the module is prepared, for the cache key and file name. The
+/// preparation and fuel metering both change the compiled code; naming them
+/// keeps a fuel-off or plain artefact from pruning the default one (both may
+/// be in use at once, as in `strictpy bench`). A snapshot also depends on the
+/// modules it pre-imports, so each module set gets its own file: an operator
+/// who changes `allowable_modules` gets a matching snapshot, built once and
+/// cached beside the default one.
+pub fn variant(snapshot: bool, fuel_metering: bool, preload: &[String]) -> String {
+    // Every variant ends in `-fuel` or `-nofuel`, so no variant's name is a
+    // prefix of another's and `prune` never takes a sibling's files.
+    let fuel = if fuel_metering { "fuel" } else { "nofuel" };
+    if !snapshot {
+        return format!("plain-{fuel}");
+    }
+    let mut h = blake3::Hasher::new();
+    for module in preload {
+        h.update(module.as_bytes());
+        h.update(b"\n");
+    }
+    let set = hex::encode(&h.finalize().as_bytes()[..4]);
+    format!("snapshot-v2-m{set}-{fuel}")
+}
+
 fn paths(dir: &Path, variant: &str, key: &str) -> Paths {
     Paths {
         cwasm: dir.join(format!("strictpy-guest-{variant}-{key}.cwasm")),
@@ -243,6 +266,32 @@ mod tests {
             .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
             .count();
         assert_eq!(cwasms, 1);
+    }
+
+    #[test]
+    fn each_module_set_has_its_own_snapshot() {
+        let set = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let a = variant(true, true, &set(&["json", "typing"]));
+        assert_eq!(a, variant(true, true, &set(&["json", "typing"])));
+        assert_ne!(a, variant(true, true, &set(&["json"])));
+        assert_ne!(a, variant(true, false, &set(&["json", "typing"])));
+        // The prefix of one set's files is never a prefix of another's, so
+        // pruning one set's stale files leaves the others alone.
+        let names = [
+            a.clone(),
+            variant(true, false, &set(&["json", "typing"])),
+            variant(true, true, &set(&["json"])),
+            variant(false, true, &[]),
+            variant(false, false, &[]),
+        ];
+        for x in &names {
+            for y in &names {
+                assert!(
+                    x == y || !format!("{x}-").starts_with(&format!("{y}-")),
+                    "{x} {y}"
+                );
+            }
+        }
     }
 
     #[test]

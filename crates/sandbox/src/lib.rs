@@ -101,6 +101,12 @@ pub struct SandboxConfig {
     /// Use the pooling instance allocator with these sizes; `None` uses the
     /// on-demand allocator.
     pub pool: Option<PoolConfig>,
+    /// Modules the snapshot imports ahead of time (hidden from jobs until an
+    /// allowed import asks for them), so that allowing one costs a job
+    /// nothing. The default is the default policy's allowed and allowable
+    /// modules; a server passes its operator's. The snapshot is cached per
+    /// set. Ignored without a snapshot.
+    pub preload: BTreeSet<String>,
 }
 
 impl SandboxConfig {
@@ -115,8 +121,26 @@ impl SandboxConfig {
             max_wasm_stack: 4 << 20,
             snapshot: true,
             pool: None,
+            preload: default_preload(),
         }
     }
+}
+
+/// The modules `policy` lets a job import: its allowed modules and the
+/// allowable ones a call may add. What [`SandboxConfig::preload`] should be
+/// for a sandbox that serves jobs under `policy`.
+pub fn preload_for(policy: &strictpy_types::Policy) -> BTreeSet<String> {
+    policy
+        .allowed_modules
+        .iter()
+        .chain(&policy.allowable_modules)
+        .cloned()
+        .collect()
+}
+
+/// [`preload_for`] the default policy.
+pub fn default_preload() -> BTreeSet<String> {
+    preload_for(&strictpy_types::Policy::default())
 }
 
 /// One job: everything the guest needs, already validated by the caller.
@@ -399,21 +423,15 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         link_strictpy(&mut linker).map_err(|e| SandboxError::Link(e.to_string()))?;
 
-        // The preparation and fuel metering both change the compiled code;
-        // naming them in the variant keeps a fuel-off or plain artefact from
-        // pruning the default one (both may be in use at once, as in
-        // `strictpy bench`).
-        let variant = match (config.snapshot, config.fuel_metering) {
-            (true, true) => "snapshot-v1",
-            (true, false) => "snapshot-v1-nofuel",
-            (false, true) => "plain",
-            (false, false) => "plain-nofuel",
+        let preload = strictpy_protocol::Preload {
+            modules: config.preload.iter().cloned().collect(),
         };
+        let variant = cache::variant(config.snapshot, config.fuel_metering, &preload.modules);
         let (module, loaded_from) = cache::load(
             &engine,
             &config.guest,
             config.cache_dir.as_deref(),
-            variant,
+            &variant,
             |wasm| {
                 if !config.snapshot {
                     return Ok(wasm.to_vec());
@@ -431,7 +449,14 @@ impl Sandbox {
                     Arc::new(AtomicBool::new(false)),
                     Instant::now(),
                 );
-                snapshot::wizen(&engine, &linker, wasm, state, config.fuel_metering)
+                snapshot::wizen(
+                    &engine,
+                    &linker,
+                    wasm,
+                    state,
+                    config.fuel_metering,
+                    &preload,
+                )
             },
         )?;
         let pre = linker

@@ -1,5 +1,7 @@
-//! Pre-initialising the guest: run `strictpy_init` once and snapshot the
-//! instance (Wizer), so no job pays for building the Python VM.
+//! Pre-initialising the guest: run `strictpy_init` once, then
+//! `strictpy_preload` with the modules to pre-import, and snapshot the
+//! instance (Wizer), so no job pays for building the Python VM or for
+//! importing a module it is allowed.
 //!
 //! What a snapshot freezes, and how each job gets it fresh again:
 //! - Rust's `ThreadRng` and the `random` module's generator: the guest
@@ -11,6 +13,7 @@
 //!   makes fuel counts reproducible across machines; see docs/security.md for
 //!   why a fixed secret is acceptable inside a per-job sandbox.
 
+use strictpy_protocol::Preload;
 use wasmtime::{Engine, Instance, Linker, Module, Store};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
@@ -19,14 +22,26 @@ use crate::{JobState, SandboxError};
 /// The guest export that builds the VM.
 pub const INIT_EXPORT: &str = "strictpy_init";
 
-/// Runs the guest's initialisation and returns the pre-initialised module.
+/// The guest export that makes room for the preload document.
+const PRELOAD_BUFFER_EXPORT: &str = "strictpy_preload_buffer";
+
+/// The guest export that imports (and hides) the preload document's modules.
+const PRELOAD_EXPORT: &str = "strictpy_preload";
+
+/// Runs the guest's initialisation, then its preload of `preload`'s modules,
+/// and returns the pre-initialised module.
 pub fn wizen(
     engine: &Engine,
     linker: &Linker<JobState>,
     wasm: &[u8],
     state: JobState,
     fuel_metering: bool,
+    preload: &Preload,
 ) -> Result<Vec<u8>, SandboxError> {
+    let doc =
+        serde_json::to_vec(preload).map_err(|e| SandboxError::Snapshot(format!("preload: {e}")))?;
+    let doc_len = u32::try_from(doc.len())
+        .map_err(|_| SandboxError::Snapshot("preload document too large".into()))?;
     let fail = |what: &str, e: wasmtime::Error| SandboxError::Snapshot(format!("{what}: {e:#}"));
     let wizer = {
         let mut w = Wizer::new();
@@ -62,6 +77,28 @@ pub fn wizen(
                     init.call_async(&mut store, ())
                         .await
                         .map_err(|e| fail("init", e))?;
+                    // Hand the module list over through guest memory (init
+                    // itself reads nothing per host), then import them.
+                    let buffer = instance
+                        .get_typed_func::<u32, u32>(&mut store, PRELOAD_BUFFER_EXPORT)
+                        .map_err(|e| fail("preload buffer export", e))?;
+                    let ptr = buffer
+                        .call_async(&mut store, doc_len)
+                        .await
+                        .map_err(|e| fail("preload buffer", e))?;
+                    let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| {
+                        SandboxError::Snapshot("the guest exports no memory".into())
+                    })?;
+                    memory
+                        .write(&mut store, ptr as usize, &doc)
+                        .map_err(|e| fail("preload write", e.into()))?;
+                    let run_preload = instance
+                        .get_typed_func::<(), ()>(&mut store, PRELOAD_EXPORT)
+                        .map_err(|e| fail("preload export", e))?;
+                    run_preload
+                        .call_async(&mut store, ())
+                        .await
+                        .map_err(|e| fail("preload", e))?;
                     wizer
                         .snapshot(
                             &cx,

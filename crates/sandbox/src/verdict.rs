@@ -2,9 +2,11 @@
 //! typed [`Outcome`].
 //!
 //! Traps are matched by downcasting to wasmtime's `Trap`, `I32Exit` and our
-//! own [`HostStop`], never by looking at error strings.
+//! own [`HostStop`], never by looking at error strings. The guest's own
+//! verdict document is read by `strictpy_protocol::outcome`, which holds its
+//! shape and caps for both sides.
 
-use serde::Deserialize;
+use strictpy_protocol::{Input, outcome};
 use strictpy_types::{Limits, Outcome, RunError, Status, Usage, Verdict};
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -39,56 +41,19 @@ pub struct Ending {
     pub usage: Usage,
 }
 
-/// The guest's verdict document. Must match `guest/src/report.rs`.
-#[derive(Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum Report {
-    /// The program finished.
-    Ok {
-        /// `json.dumps(result)`, if there was a result.
-        result: Option<String>,
-    },
-    /// An uncaught exception.
-    Exception {
-        /// The exception class.
-        exception_type: String,
-        /// `str(exc)`.
-        message: String,
-        /// The formatted traceback.
-        traceback: Option<String>,
-        /// True for `MemoryError`.
-        memory_error: bool,
-    },
-    /// A non-zero `SystemExit`.
-    Exit {
-        /// The exit code.
-        code: i64,
-    },
-    /// The guest could not do its job.
-    Internal {
-        /// What went wrong.
-        message: String,
-    },
-}
-
-/// The input document for the guest (see guest/README.md).
-#[derive(serde::Serialize)]
-struct Input<'a> {
-    /// The source.
-    code: &'a str,
-    /// The context object, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a serde_json::Value>,
-    /// The allowlist.
-    allow: Vec<&'a str>,
-}
-
-/// Encodes a job for the guest.
+/// Encodes a job for the guest (the document is `strictpy_protocol::Input`).
 pub fn encode_input(job: &Job) -> Result<Vec<u8>, String> {
+    let context = job
+        .context
+        .as_ref()
+        .map(serde_json::value::to_raw_value)
+        .transpose()
+        .map_err(|e| format!("cannot encode the context: {e}"))?;
     serde_json::to_vec(&Input {
-        code: &job.code,
-        context: job.context.as_ref(),
-        allow: job.allowlist.iter().map(String::as_str).collect(),
+        code: job.code.clone(),
+        context,
+        allow: job.allowlist.iter().cloned().collect(),
+        traceback_limit: None,
     })
     .map_err(|e| format!("cannot encode the job: {e}"))
 }
@@ -147,7 +112,7 @@ pub fn decide(end: Ending) -> Outcome {
                 // The guest returns from main normally; an explicit exit
                 // means something below Python called `exit()`. Trust the
                 // report if there is one.
-                match from_report(end.verdict.as_deref(), end.memory_denied, &limits) {
+                match outcome::decode(end.verdict.as_deref(), end.memory_denied, &limits) {
                     Ok((r, err)) => {
                         result = r;
                         err
@@ -187,7 +152,7 @@ pub fn decide(end: Ending) -> Outcome {
                 ))
             }
         }
-        None => match from_report(end.verdict.as_deref(), end.memory_denied, &limits) {
+        None => match outcome::decode(end.verdict.as_deref(), end.memory_denied, &limits) {
             Ok((r, err)) => {
                 result = r;
                 err
@@ -211,73 +176,4 @@ pub fn decide(end: Ending) -> Outcome {
         error,
         usage: end.usage,
     }
-}
-
-type Decided = (Option<serde_json::Value>, Option<RunError>);
-
-/// Reads the guest's own report. `Err` when there is none or it is unreadable.
-fn from_report(
-    doc: Option<&[u8]>,
-    memory_denied: bool,
-    limits: &Limits,
-) -> Result<Decided, String> {
-    let doc = doc.ok_or("the guest ended without a verdict")?;
-    let report: Report = serde_json::from_slice(doc)
-        .map_err(|e| format!("unreadable verdict from the guest: {e}"))?;
-    Ok(match report {
-        Report::Ok { result: None } => (None, None),
-        Report::Ok { result: Some(text) } => match serde_json::from_str(&text) {
-            Ok(value) => (Some(value), None),
-            Err(e) => (
-                None,
-                Some(RunError::new(
-                    Verdict::Internal,
-                    format!("unreadable result JSON: {e}"),
-                )),
-            ),
-        },
-        Report::Exception {
-            exception_type,
-            message,
-            traceback,
-            memory_error,
-        } => {
-            let (kind, limit, text) = if memory_error && memory_denied {
-                (
-                    Verdict::MemoryLimit,
-                    Some(limits.memory_mb),
-                    format!(
-                        "MemoryError: the program exceeded the memory limit of {} MiB",
-                        limits.memory_mb
-                    ),
-                )
-            } else if message.is_empty() {
-                (Verdict::Exception, None, exception_type.clone())
-            } else {
-                (
-                    Verdict::Exception,
-                    None,
-                    format!("{exception_type}: {message}"),
-                )
-            };
-            (
-                None,
-                Some(RunError {
-                    exception_type: Some(exception_type),
-                    traceback,
-                    limit,
-                    ..RunError::new(kind, text)
-                }),
-            )
-        }
-        Report::Exit { code } => (
-            None,
-            Some(RunError {
-                exception_type: Some("SystemExit".to_owned()),
-                exit_code: Some(code),
-                ..RunError::new(Verdict::Exception, format!("SystemExit: {code}"))
-            }),
-        ),
-        Report::Internal { message } => (None, Some(RunError::new(Verdict::Internal, message))),
-    })
 }
