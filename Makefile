@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot soak
 
 all: build
 
@@ -143,6 +143,13 @@ fmt:
 # micro-suite against CPython; docs/benchmarks.md explains each row.
 bench: build
 	$(STRICTPY) bench
+
+# 10,000 jobs (a tenth hostile) at concurrency 64 against a real `strictpy
+# serve` it starts itself; exits non-zero on any lost job or 5xx. Pass more
+# flags in SOAK_ARGS, e.g. `make soak SOAK_ARGS="--kill 5"` to SIGKILL and
+# restart the server five times. A short run is part of `make test`.
+soak: build
+	$(STRICTPY) soak $(SOAK_ARGS)
 
 # A short fuzzing smoke run of the analyzer (not part of `make test`).
 fuzz:

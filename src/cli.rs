@@ -51,6 +51,9 @@ enum Command {
     /// Send a file to a running strictpy server (token from
     /// `$STRICTPY_TOKEN`) and print the verdict as `run` does.
     Submit(crate::submit::SubmitArgs),
+    /// Soak a real `strictpy serve` it starts itself: thousands of jobs, some
+    /// hostile, optionally with SIGKILLs; exits 1 on any lost job or 5xx.
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Options shared by `run` and `check`.
@@ -186,6 +189,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => crate::bench::bench(args),
         Command::Submit(args) => crate::submit::submit(args),
         Command::Token(args) => crate::token::token(args),
+        Command::Soak(args) => crate::soak::soak(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

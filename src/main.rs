@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod serve;
+mod soak;
 mod submit;
 mod token;
 

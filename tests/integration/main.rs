@@ -38,6 +38,7 @@ mod modules;
 mod security;
 mod server;
 mod snapshot;
+mod soak;
 mod submit;
 mod verdicts;
 
