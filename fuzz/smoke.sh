@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzes `strictpy_analyzer::check` for a short while (30 s by default) and exits
-# non-zero if libFuzzer finds a crash, hang or out-of-memory input.
+# Runs EVERY fuzz target in fuzz/fuzz_targets/ for a short while (30 s each by
+# default), one after the other, and exits non-zero if libFuzzer finds a crash,
+# hang or out-of-memory input in any of them.
 #
-# Usage: fuzz/smoke.sh [SECONDS]
+# Usage: fuzz/smoke.sh [SECONDS] [TARGET...]   (no TARGET: all of them)
+#
+# Seeds: the files in fuzz/seeds/<target>/ when that directory exists; the
+# analyzer's target `check` starts from the Python files in fuzz/seeds/ itself.
+# New inputs go to fuzz/corpus/<target>/ (ignored by git).
 #
 # It works on a stable toolchain, and around two snags:
 # - cargo-fuzz passes `-Zsanitizer=address` and other unstable flags, so the
@@ -18,6 +23,7 @@
 set -euo pipefail
 
 seconds="${1:-30}"
+shift || true
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_dir="$(dirname "$fuzz_dir")"
 
@@ -42,15 +48,35 @@ exec "$real_cargo" "\$@"
 SHIM
 chmod +x "$shim_dir/cargo"
 
-# New inputs go to corpus/check (ignored by git); seeds/ holds a few
-# hand-written programs to start from.
-mkdir -p "$fuzz_dir/corpus/check"
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    targets=()
+    for file in "$fuzz_dir"/fuzz_targets/*.rs; do
+        targets+=("$(basename "$file" .rs)")
+    done
+fi
+
 cd "$repo_dir"
-# -rss_limit_mb: the worst 1 MiB inputs build trees of a few hundred MB.
-# -max_len: long enough for trees past the compiler's depth limit; the size bombs
-# are covered by the unit tests.
-PATH="$shim_dir:$PATH" RUSTC_BOOTSTRAP=1 \
-    RUSTFLAGS="${RUSTFLAGS:-} -Zcrate-attr=feature(assert_matches)" \
-    cargo fuzz run --fuzz-dir "$fuzz_dir" check "$fuzz_dir/corpus/check" "$fuzz_dir/seeds" -- \
-    -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=16384 -timeout=20 \
-    -print_final_stats=1
+for target in "${targets[@]}"; do
+    mkdir -p "$fuzz_dir/corpus/$target"
+    seeds=()
+    if [ -d "$fuzz_dir/seeds/$target" ]; then
+        seeds+=("$fuzz_dir/seeds/$target")
+    elif [ "$target" = check ]; then
+        # The analyzer's seeds predate per-target directories: only the files
+        # directly in seeds/, not the other targets' subdirectories.
+        mkdir -p "$fuzz_dir/corpus/check-seeds"
+        find "$fuzz_dir/seeds" -maxdepth 1 -type f -exec cp {} "$fuzz_dir/corpus/check-seeds/" \;
+        seeds+=("$fuzz_dir/corpus/check-seeds")
+    fi
+    echo "smoke.sh: fuzzing $target for ${seconds}s" >&2
+    # -rss_limit_mb: the worst 1 MiB inputs to the analyzer build trees of a few
+    # hundred MB. -max_len: long enough for trees past the compiler's depth
+    # limit; the size bombs are covered by the unit tests.
+    PATH="$shim_dir:$PATH" RUSTC_BOOTSTRAP=1 \
+        RUSTFLAGS="${RUSTFLAGS:-} -Zcrate-attr=feature(assert_matches)" \
+        cargo fuzz run --fuzz-dir "$fuzz_dir" "$target" "$fuzz_dir/corpus/$target" "${seeds[@]}" -- \
+        -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=16384 -timeout=20 \
+        -print_final_stats=1
+done
