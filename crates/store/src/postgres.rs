@@ -15,13 +15,16 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use strictpy_types::{JobStatus, Outcome};
-use tokio_postgres::{NoTls, Row, types::ToSql};
+use tokio_postgres::{
+    NoTls, Row,
+    types::{ToSql, Type},
+};
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::rows::{
-    self, COLUMNS, RawRow, final_statuses, new_callback, now_ms, parse_id, pending_only,
-    queued_record, seal_json, to_json,
+    self, COLUMNS, Columns, Value, bad_column, final_statuses, new_callback, now_ms, parse_id,
+    pending_only, queued_record, seal_json, to_json,
 };
 use crate::{
     AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
@@ -278,27 +281,27 @@ fn password(options: &PgOptions) -> Result<Option<String>, StoreError> {
     Ok(text.lines().next().map(str::to_owned))
 }
 
-/// Reads a job row selected with [`COLUMNS`].
-fn read_row(row: &Row) -> Result<RawRow, StoreError> {
-    Ok(RawRow {
-        id: row.try_get(0)?,
-        tenant: row.try_get(1)?,
-        idempotency_key: row.try_get(2)?,
-        request_hash: row.try_get(3)?,
-        status: row.try_get(4)?,
-        created_at: row.try_get(5)?,
-        started_at: row.try_get(6)?,
-        finished_at: row.try_get(7)?,
-        spec: row.try_get(8)?,
-        outcome: row.try_get(9)?,
-        callback: row.try_get(10)?,
-        token_id: row.try_get(11)?,
-    })
+impl Columns for Row {
+    fn value(&self, index: usize) -> Result<Value, StoreError> {
+        let column = self
+            .columns()
+            .get(index)
+            .ok_or_else(|| bad_column(index, "no such column"))?;
+        // BIGINT and BIGSERIAL columns are INT8; every other column is TEXT.
+        let value = if *column.type_() == Type::INT8 {
+            self.try_get::<_, Option<i64>>(index)
+                .map(|n| n.map_or(Value::Null, Value::Int))
+        } else {
+            self.try_get::<_, Option<String>>(index)
+                .map(|t| t.map_or(Value::Null, Value::Text))
+        };
+        value.map_err(|e| bad_column(index, e))
+    }
 }
 
 /// Decodes job rows selected with [`COLUMNS`].
 fn decode_jobs(rows: &[Row], keys: &Keyring) -> Result<Vec<JobRecord>, StoreError> {
-    rows.iter().map(|r| read_row(r)?.decode(keys)).collect()
+    rows.iter().map(|r| rows::job(r, keys)).collect()
 }
 
 /// One statement's parameters.

@@ -1,23 +1,27 @@
-//! What both backends share below the SQL: the column lists, the raw rows
-//! and how they decode into records, JSON columns, and the sealing of job
-//! columns with their associated data. Each backend only reads its driver's
-//! row into a [`RawRow`] or [`RawToken`].
+//! What both backends share below the SQL: the column lists, how a row
+//! decodes into a record, JSON columns, and the sealing of job columns with
+//! their associated data. Each backend only says how its driver's row hands
+//! out one column ([`Columns`]); the decoding is written once, here.
 
 use strictpy_types::JobStatus;
 use uuid::Uuid;
 
 use crate::{
-    Callback, DeliveryState, JobRecord, NewJob, StoreError, TokenKind, TokenRecord, crypto::Keyring,
+    AuditRecord, Callback, DeliveryState, JobRecord, NewAuditEvent, NewJob, StoreError, TokenKind,
+    TokenRecord, crypto::Keyring,
 };
 
-/// The job columns every query reads, in the order of [`RawRow`]'s fields.
+/// The job columns every query reads, in the order [`job`] reads them.
 pub(crate) const COLUMNS: &str = "id, tenant, idempotency_key, request_hash, status, created_at, \
                                   started_at, finished_at, spec, outcome, callback, token_id";
 
-/// The token columns, in the order of [`RawToken`]'s fields.
+/// The token columns, in the order `TokenRecord::try_from` reads them.
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, tenant, name, hash, scopes, created_at, \
                                         expires_at, last_used_at, revoked_at, parent_id, \
                                         family_id, used_at, rate_limit";
+
+/// The audit columns, in the order `AuditRecord::try_from` reads them.
+pub(crate) const AUDIT_COLUMNS: &str = "id, at, event, tenant, token_id, ip, details";
 
 /// The current time in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -81,61 +85,86 @@ pub(crate) fn check_newest_key(
     }
 }
 
-/// The raw columns of one job row ([`COLUMNS`]), decoded after the statement
-/// finishes so JSON errors surface as [`StoreError::Corrupt`] rather than as
-/// driver errors. Each field is the column of the same name.
-pub(crate) struct RawRow {
-    /// `id`.
-    pub id: String,
-    /// `tenant`.
-    pub tenant: String,
-    /// `idempotency_key`.
-    pub idempotency_key: Option<String>,
-    /// `request_hash`.
-    pub request_hash: String,
-    /// `status`.
-    pub status: String,
-    /// `created_at`.
-    pub created_at: i64,
-    /// `started_at`.
-    pub started_at: Option<i64>,
-    /// `finished_at`.
-    pub finished_at: Option<i64>,
-    /// `spec`, sealed JSON.
-    pub spec: String,
-    /// `outcome`, sealed JSON.
-    pub outcome: Option<String>,
-    /// `callback`, JSON.
-    pub callback: Option<String>,
-    /// `token_id`.
-    pub token_id: Option<String>,
+/// One column's value, in the two types the schema uses.
+pub(crate) enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// A `BIGINT` (`INTEGER` in SQLite).
+    Int(i64),
+    /// A `TEXT`.
+    Text(String),
 }
 
-impl RawRow {
-    /// Opens the sealed columns and parses the rest.
-    pub(crate) fn decode(self, keys: &Keyring) -> Result<JobRecord, StoreError> {
-        let spec = open_json(keys, "spec", &self.id, &self.spec)?;
-        let outcome = self
-            .outcome
-            .as_deref()
-            .map(|o| open_json(keys, "outcome", &self.id, o))
-            .transpose()?;
-        Ok(JobRecord {
-            id: parse_id(&self.id)?,
-            tenant: self.tenant,
-            token_id: self.token_id,
-            idempotency_key: self.idempotency_key,
-            request_hash: self.request_hash,
-            status: JobStatus::parse(&self.status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {}", self.status)))?,
-            created_at: self.created_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            spec,
-            outcome,
-            callback: self.callback.as_deref().map(from_json).transpose()?,
-        })
+/// One row as the driver returns it: the one thing decoding needs of
+/// `rusqlite::Row` and `tokio_postgres::Row`, so that each record has one
+/// decoder for both backends. A column that does not read as the type the
+/// decoder asks for is [`StoreError::Corrupt`]: retrying would not help,
+/// and no statement failed.
+pub(crate) trait Columns {
+    /// Column `index`.
+    fn value(&self, index: usize) -> Result<Value, StoreError>;
+
+    /// A nullable `TEXT` column.
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        match self.value(index)? {
+            Value::Null => Ok(None),
+            Value::Text(text) => Ok(Some(text)),
+            Value::Int(_) => Err(bad_column(index, "an integer where text belongs")),
+        }
     }
+
+    /// A nullable `BIGINT` column.
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        match self.value(index)? {
+            Value::Null => Ok(None),
+            Value::Int(n) => Ok(Some(n)),
+            Value::Text(_) => Err(bad_column(index, "text where an integer belongs")),
+        }
+    }
+
+    /// A `TEXT NOT NULL` column.
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        self.opt_text(index)?
+            .ok_or_else(|| bad_column(index, "NULL where text belongs"))
+    }
+
+    /// A `BIGINT NOT NULL` column.
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        self.opt_int(index)?
+            .ok_or_else(|| bad_column(index, "NULL where an integer belongs"))
+    }
+}
+
+/// The error of a column that does not read as its type.
+pub(crate) fn bad_column(index: usize, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("column {index}: {err}"))
+}
+
+/// Decodes a job row selected with [`COLUMNS`]: opens the sealed columns and
+/// parses the rest.
+pub(crate) fn job(row: &dyn Columns, keys: &Keyring) -> Result<JobRecord, StoreError> {
+    let id = row.text(0)?;
+    let status = row.text(4)?;
+    let spec = open_json(keys, "spec", &id, &row.text(8)?)?;
+    let outcome = row
+        .opt_text(9)?
+        .map(|o| open_json(keys, "outcome", &id, &o))
+        .transpose()?;
+    Ok(JobRecord {
+        id: parse_id(&id)?,
+        tenant: row.text(1)?,
+        token_id: row.opt_text(11)?,
+        idempotency_key: row.opt_text(2)?,
+        request_hash: row.text(3)?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        created_at: row.int(5)?,
+        started_at: row.opt_int(6)?,
+        finished_at: row.opt_int(7)?,
+        spec,
+        outcome,
+        callback: row.opt_text(10)?.as_deref().map(from_json).transpose()?,
+    })
 }
 
 /// A stored job id.
@@ -143,64 +172,55 @@ pub(crate) fn parse_id(id: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// The raw columns of a token row ([`TOKEN_COLUMNS`]), decoded after the
-/// statement so JSON errors surface as [`StoreError::Corrupt`]. Each field is
-/// the column of the same name in [`TokenRecord`].
-pub(crate) struct RawToken {
-    /// `id`.
-    pub id: String,
-    /// `kind`.
-    pub kind: String,
-    /// `tenant`.
-    pub tenant: String,
-    /// `name`.
-    pub name: String,
-    /// `hash`.
-    pub hash: String,
-    /// `scopes`, JSON.
-    pub scopes: String,
-    /// `created_at`.
-    pub created_at: i64,
-    /// `expires_at`.
-    pub expires_at: Option<i64>,
-    /// `last_used_at`.
-    pub last_used_at: Option<i64>,
-    /// `revoked_at`.
-    pub revoked_at: Option<i64>,
-    /// `parent_id`.
-    pub parent_id: Option<String>,
-    /// `family_id`.
-    pub family_id: Option<String>,
-    /// `used_at`.
-    pub used_at: Option<i64>,
-    /// `rate_limit`, JSON.
-    pub limits: Option<String>,
-}
+/// Decodes a token row selected with [`TOKEN_COLUMNS`], whichever backend
+/// read it.
+impl TryFrom<&dyn Columns> for TokenRecord {
+    type Error = StoreError;
 
-impl RawToken {
-    /// Parses the JSON and enum columns.
-    pub(crate) fn decode(self) -> Result<TokenRecord, StoreError> {
+    fn try_from(row: &dyn Columns) -> Result<Self, StoreError> {
+        let kind = row.text(1)?;
         Ok(TokenRecord {
-            kind: TokenKind::parse(&self.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {}", self.kind)))?,
-            scopes: from_json(&self.scopes)?,
-            limits: self
-                .limits
+            id: row.text(0)?,
+            kind: TokenKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {kind}")))?,
+            tenant: row.text(2)?,
+            name: row.text(3)?,
+            hash: row.text(4)?,
+            scopes: from_json(&row.text(5)?)?,
+            created_at: row.int(6)?,
+            expires_at: row.opt_int(7)?,
+            last_used_at: row.opt_int(8)?,
+            revoked_at: row.opt_int(9)?,
+            parent_id: row.opt_text(10)?,
+            family_id: row.opt_text(11)?,
+            used_at: row.opt_int(12)?,
+            // `rate_limit`
+            limits: row
+                .opt_text(13)?
                 .as_deref()
                 .map(from_json)
                 .transpose()?
                 .unwrap_or_default(),
-            id: self.id,
-            tenant: self.tenant,
-            name: self.name,
-            hash: self.hash,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            last_used_at: self.last_used_at,
-            revoked_at: self.revoked_at,
-            parent_id: self.parent_id,
-            family_id: self.family_id,
-            used_at: self.used_at,
+        })
+    }
+}
+
+/// Decodes an audit row selected with [`AUDIT_COLUMNS`], whichever backend
+/// read it.
+impl TryFrom<&dyn Columns> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(row: &dyn Columns) -> Result<Self, StoreError> {
+        Ok(AuditRecord {
+            id: row.int(0)?,
+            event: NewAuditEvent {
+                at: row.int(1)?,
+                event: row.text(2)?,
+                tenant: row.opt_text(3)?,
+                token_id: row.opt_text(4)?,
+                ip: row.opt_text(5)?,
+                details: from_json(&row.text(6)?)?,
+            },
         })
     }
 }

@@ -10,14 +10,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params, types::ValueRef};
 use strictpy_types::{JobStatus, Outcome};
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::rows::{
-    self, COLUMNS, RawRow, final_statuses, new_callback, now_ms, parse_id, pending_only,
-    queued_record, seal_json, to_json,
+    self, COLUMNS, Columns, Value, bad_column, final_statuses, new_callback, now_ms, parse_id,
+    pending_only, queued_record, seal_json, to_json,
 };
 use crate::{
     AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
@@ -241,32 +241,58 @@ fn check_newest_key(conn: &Connection, keys: &Keyring) -> Result<(), StoreError>
     rows::check_newest_key(newest.as_deref(), keys)
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok(RawRow {
-        id: row.get(0)?,
-        tenant: row.get(1)?,
-        idempotency_key: row.get(2)?,
-        request_hash: row.get(3)?,
-        status: row.get(4)?,
-        created_at: row.get(5)?,
-        started_at: row.get(6)?,
-        finished_at: row.get(7)?,
-        spec: row.get(8)?,
-        outcome: row.get(9)?,
-        callback: row.get(10)?,
-        token_id: row.get(11)?,
-    })
+impl Columns for Row<'_> {
+    fn value(&self, index: usize) -> Result<Value, StoreError> {
+        match self.get_ref(index).map_err(|e| bad_column(index, e))? {
+            ValueRef::Null => Ok(Value::Null),
+            ValueRef::Integer(n) => Ok(Value::Int(n)),
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map(|text| Value::Text(text.to_owned()))
+                .map_err(|e| bad_column(index, e)),
+            other => Err(bad_column(
+                index,
+                format_args!("{} where TEXT or INTEGER belongs", other.data_type()),
+            )),
+        }
+    }
+}
+
+/// Runs `sql` and decodes every row it selects with `decode`. Decoding
+/// returns [`StoreError`], so a bad JSON column is `Corrupt`, not a driver
+/// error.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&dyn Columns) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of [`query_all`], for statements that select one row by
+/// its key.
+fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&dyn Columns) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    Ok(query_all(conn, sql, params, decode)?.into_iter().next())
 }
 
 fn get_job(conn: &Connection, keys: &Keyring, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-            [id],
-            read_row,
-        )
-        .optional()?;
-    raw.map(|r| r.decode(keys)).transpose()
+    query_opt(
+        conn,
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        |row| rows::job(row, keys),
+    )
 }
 
 fn query_jobs(
@@ -275,11 +301,7 @@ fn query_jobs(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<JobRecord>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt
-        .query_map(params, read_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().map(|r| r.decode(keys)).collect()
+    query_all(conn, sql, params, |row| rows::job(row, keys))
 }
 
 /// Inserts a job; if the tenant already has one under its idempotency key,

@@ -161,6 +161,7 @@ backends!(
     audit_filters_and_cursor,
     retention_purge_removes_only_what_is_old,
     tenant_export_and_erasure,
+    stored_rows_that_do_not_decode_are_corrupt,
 );
 
 fn spec() -> JobSpec {
@@ -794,4 +795,62 @@ async fn tenant_export_and_erasure(fx: Fixture) {
     assert_eq!(mine.event.details["tenant"], "erased-1");
     let theirs = events.iter().find(|e| e.event.event == "y").expect("kept");
     assert_eq!(theirs.event.details["tenant"], "t2");
+}
+
+/// One decoder per record serves both backends (`rows.rs`); a row it cannot
+/// decode is `Corrupt` on each, never a driver error or a panic, and only
+/// the statements that read that row fail.
+async fn stored_rows_that_do_not_decode_are_corrupt(fx: Fixture) {
+    let store = fx.open().await;
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) -> String {
+        match r {
+            Err(StoreError::Corrupt(message)) => message,
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    }
+    store
+        .insert_token(token("api1", TokenKind::Api, "t1", 1))
+        .await
+        .expect("insert");
+    fx.raw(
+        "UPDATE tokens SET scopes = ?1 WHERE id = ?2",
+        &["not json", "api1"],
+    )
+    .await;
+    corrupt(store.token("api1".into()).await, "token with bad scopes");
+    corrupt(store.list_tokens(None).await, "listing it");
+    fx.raw(
+        "UPDATE tokens SET scopes = ?1, kind = ?2 WHERE id = ?3",
+        &["[]", "bogus", "api1"],
+    )
+    .await;
+    let message = corrupt(store.token("api1".into()).await, "token of unknown kind");
+    assert!(message.contains("bogus"), "{message}");
+    assert!(
+        store
+            .token("nope".into())
+            .await
+            .expect("other rows")
+            .is_none()
+    );
+
+    store
+        .append_audit(vec![event(10, "auth_failure", "t1")])
+        .await
+        .expect("append");
+    fx.raw("UPDATE audit SET details = ?1", &["{"]).await;
+    let all = AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    corrupt(store.list_audit(all).await, "audit event with bad details");
+
+    let job = create_new(&*store, new_job(None)).await;
+    fx.raw(
+        "UPDATE jobs SET status = ?1 WHERE id = ?2",
+        &["zombie", &job.id.to_string()],
+    )
+    .await;
+    let message = corrupt(store.get(job.id).await, "job of unknown status");
+    assert!(message.contains("zombie"), "{message}");
 }

@@ -2,33 +2,12 @@
 //! tenant erasure: the SQLite ones in Postgres's placeholders and types.
 
 use deadpool_postgres::Object;
-use tokio_postgres::Row;
 
 use super::execute;
-use crate::rows::{RawToken, TOKEN_COLUMNS, final_statuses, from_json, json_quoted, to_json};
+use crate::rows::{AUDIT_COLUMNS, Columns, TOKEN_COLUMNS, final_statuses, json_quoted, to_json};
 use crate::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, StoreError, TokenKind, TokenRecord,
 };
-
-/// Reads a token row selected with [`TOKEN_COLUMNS`].
-fn read_token(row: &Row) -> Result<RawToken, StoreError> {
-    Ok(RawToken {
-        id: row.try_get(0)?,
-        kind: row.try_get(1)?,
-        tenant: row.try_get(2)?,
-        name: row.try_get(3)?,
-        hash: row.try_get(4)?,
-        scopes: row.try_get(5)?,
-        created_at: row.try_get(6)?,
-        expires_at: row.try_get(7)?,
-        last_used_at: row.try_get(8)?,
-        revoked_at: row.try_get(9)?,
-        parent_id: row.try_get(10)?,
-        family_id: row.try_get(11)?,
-        used_at: row.try_get(12)?,
-        limits: row.try_get(13)?,
-    })
-}
 
 pub(super) async fn insert_token(client: &Object, t: &TokenRecord) -> Result<(), StoreError> {
     execute(
@@ -65,7 +44,7 @@ pub(super) async fn token(client: &Object, id: &str) -> Result<Option<TokenRecor
     client
         .query_opt(&stmt, &[&id])
         .await?
-        .map(|r| read_token(&r)?.decode())
+        .map(|r| TokenRecord::try_from(&r as &dyn Columns))
         .transpose()
 }
 
@@ -84,7 +63,7 @@ pub(super) async fn list_tokens(
         .query(&stmt, &[&TokenKind::Api.as_str(), &tenant])
         .await?
         .iter()
-        .map(|r| read_token(r)?.decode())
+        .map(|r| TokenRecord::try_from(r as &dyn Columns))
         .collect()
 }
 
@@ -188,16 +167,16 @@ pub(super) async fn list_audit(
     q: &AuditQuery,
 ) -> Result<Vec<AuditRecord>, StoreError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT id, at, event, tenant, token_id, ip, details FROM audit
+        .prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE ($1::TEXT IS NULL OR tenant = $1)
                AND ($2::TEXT IS NULL OR event = $2)
                AND ($3::BIGINT IS NULL OR at >= $3)
                AND ($4::BIGINT IS NULL OR at < $4)
                AND ($5::BIGINT IS NULL OR id < $5)
              ORDER BY id DESC
-             LIMIT $6",
-        )
+             LIMIT $6"
+        ))
         .await?;
     let rows = client
         .query(
@@ -213,19 +192,7 @@ pub(super) async fn list_audit(
         )
         .await?;
     rows.iter()
-        .map(|r| {
-            Ok(AuditRecord {
-                id: r.try_get(0)?,
-                event: NewAuditEvent {
-                    at: r.try_get(1)?,
-                    event: r.try_get(2)?,
-                    tenant: r.try_get(3)?,
-                    token_id: r.try_get(4)?,
-                    ip: r.try_get(5)?,
-                    details: from_json(&r.try_get::<_, String>(6)?)?,
-                },
-            })
-        })
+        .map(|r| AuditRecord::try_from(r as &dyn Columns))
         .collect()
 }
 

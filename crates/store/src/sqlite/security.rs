@@ -1,41 +1,19 @@
 //! The SQL behind tokens, the audit log, retention and tenant erasure.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::rows::{RawToken, TOKEN_COLUMNS, final_statuses, from_json, json_quoted, to_json};
+use super::{query_all, query_opt};
+use crate::rows::{AUDIT_COLUMNS, TOKEN_COLUMNS, final_statuses, json_quoted, to_json};
 use crate::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, StoreError, TokenKind, TokenRecord,
 };
-
-fn read_token(row: &Row<'_>) -> rusqlite::Result<RawToken> {
-    Ok(RawToken {
-        id: row.get(0)?,
-        kind: row.get(1)?,
-        tenant: row.get(2)?,
-        name: row.get(3)?,
-        hash: row.get(4)?,
-        scopes: row.get(5)?,
-        created_at: row.get(6)?,
-        expires_at: row.get(7)?,
-        last_used_at: row.get(8)?,
-        revoked_at: row.get(9)?,
-        parent_id: row.get(10)?,
-        family_id: row.get(11)?,
-        used_at: row.get(12)?,
-        limits: row.get(13)?,
-    })
-}
 
 fn query_tokens(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<TokenRecord>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt
-        .query_map(params, read_token)?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().map(RawToken::decode).collect()
+    query_all(conn, sql, params, |row| TokenRecord::try_from(row))
 }
 
 pub(super) fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
@@ -65,14 +43,12 @@ pub(super) fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), Sto
 }
 
 pub(super) fn token(conn: &Connection, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-    conn.query_row(
+    query_opt(
+        conn,
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
         [id],
-        read_token,
+        |row| TokenRecord::try_from(row),
     )
-    .optional()?
-    .map(RawToken::decode)
-    .transpose()
 }
 
 pub(super) fn list_tokens(
@@ -163,54 +139,28 @@ pub(super) fn list_audit(
     conn: &Connection,
     q: &AuditQuery,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, at, event, tenant, token_id, ip, details FROM audit
-         WHERE (?1 IS NULL OR tenant = ?1)
-           AND (?2 IS NULL OR event = ?2)
-           AND (?3 IS NULL OR at >= ?3)
-           AND (?4 IS NULL OR at < ?4)
-           AND (?5 IS NULL OR id < ?5)
-         ORDER BY id DESC
-         LIMIT ?6",
-    )?;
-    let rows = stmt
-        .query_map(
-            params![
-                q.tenant,
-                q.event,
-                q.since,
-                q.until,
-                q.before_id,
-                i64::from(q.limit)
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, String>(6)?,
-                ))
-            },
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(id, at, event, tenant, token_id, ip, details)| {
-            Ok(AuditRecord {
-                id,
-                event: NewAuditEvent {
-                    at,
-                    event,
-                    tenant,
-                    token_id,
-                    ip,
-                    details: from_json(&details)?,
-                },
-            })
-        })
-        .collect()
+    query_all(
+        conn,
+        &format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
+             WHERE (?1 IS NULL OR tenant = ?1)
+               AND (?2 IS NULL OR event = ?2)
+               AND (?3 IS NULL OR at >= ?3)
+               AND (?4 IS NULL OR at < ?4)
+               AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC
+             LIMIT ?6"
+        ),
+        params![
+            q.tenant,
+            q.event,
+            q.since,
+            q.until,
+            q.before_id,
+            i64::from(q.limit)
+        ],
+        |row| AuditRecord::try_from(row),
+    )
 }
 
 pub(super) fn purge(
