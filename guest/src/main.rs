@@ -17,6 +17,7 @@ use rustpython_vm::{
     builtins::{PyBaseExceptionRef, PyDict, PyStr},
     compiler::Mode,
     function::{FuncArgs, KwArgs},
+    scope::Scope,
 };
 use strictpy_protocol::Input;
 
@@ -62,6 +63,15 @@ thread_local! {
     /// Set while the runner itself (not user code) imports, so the run-time
     /// policy lets it through.
     static TRUSTED_IMPORT: Cell<bool> = const { Cell::new(false) };
+    /// The job's `__main__` namespace, made in `strictpy_init` (so in the
+    /// snapshot, not in every job) and taken by the one job this instance
+    /// runs. Sharing it is sound because no instance runs a second job:
+    /// each job gets a fresh copy-on-write instance, so its `__main__` is
+    /// as fresh as one built in the job.
+    static MAIN: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// `os.urandom` and `random.seed`, looked up once in `strictpy_init` so
+    /// each job's reseeding is two calls, not an import and two lookups.
+    static RESEED: RefCell<Option<(PyObjectRef, PyObjectRef)>> = const { RefCell::new(None) };
 }
 
 /// Builds the interpreter and imports the modules every job needs. Exported
@@ -88,6 +98,7 @@ pub extern "C" fn strictpy_init() {
             if let Err(exc) = add_utc_timezone(vm) {
                 vm.print_exception(&exc);
             }
+            prepare_job(vm);
             settle_heap(vm);
         });
         *cell.borrow_mut() = Some(interp);
@@ -181,6 +192,35 @@ fn add_utc_timezone(vm: &VirtualMachine) -> PyResult<()> {
     Ok(())
 }
 
+/// Builds what every job needs the same of ahead of time, so it lands in
+/// the snapshot: the `__main__` module (registered in `sys.modules`,
+/// `__name__ == "__main__"`, as under `python -c`) and the reseeding
+/// functions (without them each job imported `os` through the import
+/// guard). Per job, the two cost `print("hi")` 103,283 fuel of 463,828
+/// (docs/benchmarks.md). A job that finds no `__main__` here (a failure
+/// now) makes its own.
+fn prepare_job(vm: &VirtualMachine) {
+    match vm.new_scope_with_main() {
+        Ok(scope) => MAIN.with(|m| *m.borrow_mut() = Some(scope)),
+        Err(exc) => vm.print_exception(&exc),
+    }
+    let functions = trusted(|| -> PyResult<Option<(PyObjectRef, PyObjectRef)>> {
+        let modules = vm.sys_module.as_object().get_attr("modules", vm)?;
+        let Ok(random) = modules.get_item("random", vm) else {
+            return Ok(None);
+        };
+        let os = vm.import("os", 0)?;
+        Ok(Some((
+            os.get_attr("urandom", vm)?,
+            random.get_attr("seed", vm)?,
+        )))
+    });
+    match functions {
+        Ok(functions) => RESEED.with(|r| *r.borrow_mut() = functions),
+        Err(exc) => vm.print_exception(&exc),
+    }
+}
+
 /// Re-seeds Rust's thread-local generator from WASI entropy. A snapshot
 /// freezes its state, and RustPython seeds every new `random.Random()` from
 /// it, so without this every job would draw the same numbers.
@@ -189,20 +229,20 @@ fn reseed_thread_rng() {
 }
 
 /// Re-seeds the `random` module's shared generator from WASI entropy, if the
-/// module is loaded (its state, too, is frozen in a snapshot). With a job
-/// seed the host makes WASI entropy deterministic, so this stays reproducible.
+/// module was loaded at initialisation (its state, too, is frozen in a
+/// snapshot; a module the job imports itself seeds itself from fresh
+/// entropy). With a job seed the host makes WASI entropy deterministic, so
+/// this stays reproducible.
 fn reseed_random_module(vm: &VirtualMachine) -> PyResult<()> {
-    let modules = vm.sys_module.as_object().get_attr("modules", vm)?;
-    let Ok(random) = modules.get_item("random", vm) else {
+    let Some((urandom, seed_fn)) = RESEED.with(|r| r.borrow().clone()) else {
         return Ok(());
     };
-    let os = trusted(|| vm.import("os", 0))?;
-    let entropy = vm.call_method(&os, "urandom", (32,))?;
+    let entropy = urandom.call((32,), vm)?;
     // Seed with an int, not bytes: `random.seed(bytes)` hashes with `_sha2`,
     // which RustPython lacks, and falls back to importing all of `hashlib`.
     let int_type: PyObjectRef = vm.ctx.types.int_type.to_owned().into();
     let seed = vm.call_method(&int_type, "from_bytes", (entropy, "little"))?;
-    vm.call_method(&random, "seed", (seed,))?;
+    seed_fn.call((seed,), vm)?;
     Ok(())
 }
 
@@ -269,7 +309,10 @@ fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
     // and everything that finds a class's module by name (dataclasses with
     // string annotations, `typing.get_type_hints`, `enum`'s functional API,
     // pickle-style lookups) finds it. It stays registered for the whole job.
-    let scope = match vm.new_scope_with_main() {
+    // `strictpy_init` made it (see `prepare_job`); this instance runs no
+    // other job, so it is this job's alone.
+    let made = MAIN.with(|m| m.borrow_mut().take());
+    let scope = match made.map_or_else(|| vm.new_scope_with_main(), Ok) {
         Ok(scope) => scope,
         Err(exc) => return report::from_exception(vm, &exc, input.traceback_limit(), ""),
     };
