@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot soak
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot soak corpus-native
 
 all: build
 
@@ -150,6 +150,18 @@ bench: build
 # restart the server five times. A short run is part of `make test`.
 soak: build
 	$(STRICTPY) soak $(SOAK_ARGS)
+
+# The fidelity corpus under native RustPython 0.6.0, the sandbox's
+# interpreter outside wasm, against CPython (not part of `make test`: the
+# native build takes a quarter of an hour, once). docs/compatibility.md has
+# the figures.
+NATIVE_RUSTPYTHON := target/native-rustpython/bin/rustpython
+$(NATIVE_RUSTPYTHON):
+	nice -n 10 $(CARGO) install rustpython --version 0.6.0 $(CARGO_FLAGS) --no-default-features \
+		--features stdlib,freeze-stdlib,stdio,importlib,host_env,threading --root target/native-rustpython
+
+corpus-native: $(NATIVE_RUSTPYTHON)
+	python3 tests/corpus/native.py $(NATIVE_RUSTPYTHON)
 
 # A short fuzzing smoke run of the analyzer (not part of `make test`).
 fuzz:

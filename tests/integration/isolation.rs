@@ -104,3 +104,24 @@ fn module_and_builtin_state_does_not_carry_over() {
         b.error
     );
 }
+
+/// The `__main__` module is built once, in the snapshot (guest
+/// `prepare_job`), yet every job starts with its own: nothing a job binds in
+/// it, its context keys, its classes, a rebound dunder, reaches the next.
+#[test]
+fn the_main_namespace_is_fresh_for_every_job() {
+    let mut first =
+        job("leaked = 1\n__doc__ = 'A'\nclass K: pass\nresult = [K.__module__, from_context]");
+    first.context = Some(json!({"from_context": 2}));
+    let a = sandbox().run(&first);
+    assert_eq!(a.result, Some(json!(["__main__", 2])), "{:?}", a.error);
+    let b = run(
+        "names = dir()\nresult = [sorted(n for n in names if not n.startswith('__')), __doc__, __name__]",
+    );
+    assert_eq!(
+        b.result,
+        Some(json!([[], null, "__main__"])),
+        "{:?}",
+        b.error
+    );
+}
