@@ -486,6 +486,24 @@ mod tests {
     }
 
     #[test]
+    fn read_timeouts_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("strictpy.toml", "header_read_timeout_ms = 2500\n")?;
+            jail.set_env("STRICTPY_BODY_READ_TIMEOUT_MS", "7000");
+            let config = Config::load(Some(Path::new("strictpy.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.header_read_timeout_ms, 2_500);
+            assert_eq!(config.body_read_timeout_ms, 7_000);
+            assert_eq!(Config::default().header_read_timeout_ms, 10_000);
+            assert_eq!(Config::default().body_read_timeout_ms, 60_000);
+            jail.set_env("STRICTPY_BODY_READ_TIMEOUT_MS", "0");
+            let zero = Config::load(Some(Path::new("strictpy.toml")), &FlagOverrides::default());
+            assert!(zero.is_err(), "a zero timeout is refused");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn file_env_and_flags_merge_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
