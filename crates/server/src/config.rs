@@ -29,6 +29,8 @@ const KEYS: &[&str] = &[
     "guest",
     "max_body_bytes",
     "max_wait_ms",
+    "header_read_timeout_ms",
+    "body_read_timeout_ms",
     "workers",
     "queue_size",
     "shutdown_grace_ms",
@@ -72,6 +74,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long `wait: true` holds a request open before answering `202`.
     pub max_wait_ms: u64,
+    /// How long a connection may take to send a request head; past it the
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may take to arrive after its head; past it
+    /// the request is answered `408`.
+    pub body_read_timeout_ms: u64,
     /// Jobs that run at once; each has an OS thread of its own.
     pub workers: usize,
     /// Jobs that may wait for a worker before submissions get `503`.
@@ -115,6 +123,8 @@ impl Default for Config {
             guest: None,
             max_body_bytes: 2 * 1024 * 1024,
             max_wait_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             queue_size: 1000,
             shutdown_grace_ms: 30_000,
@@ -420,6 +430,11 @@ impl Config {
                 "store.pool_size must be at least 1".into(),
             ));
         }
+        if self.header_read_timeout_ms == 0 || self.body_read_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.store.timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "store.timeout_ms must be at least 1".into(),
@@ -466,6 +481,24 @@ mod tests {
                 Config::load(Some(Path::new("enc.toml")), &FlagOverrides::default()).is_err(),
                 "keys are not accepted in the config file"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn read_timeouts_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("strictpy.toml", "header_read_timeout_ms = 2500\n")?;
+            jail.set_env("STRICTPY_BODY_READ_TIMEOUT_MS", "7000");
+            let config = Config::load(Some(Path::new("strictpy.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.header_read_timeout_ms, 2_500);
+            assert_eq!(config.body_read_timeout_ms, 7_000);
+            assert_eq!(Config::default().header_read_timeout_ms, 10_000);
+            assert_eq!(Config::default().body_read_timeout_ms, 60_000);
+            jail.set_env("STRICTPY_BODY_READ_TIMEOUT_MS", "0");
+            let zero = Config::load(Some(Path::new("strictpy.toml")), &FlagOverrides::default());
+            assert!(zero.is_err(), "a zero timeout is refused");
             Ok(())
         });
     }

@@ -10,6 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The `Retry-After` of a `503 storage_unavailable`, in seconds.
+pub const STORAGE_RETRY_AFTER_S: u64 = 5;
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -114,6 +117,21 @@ impl ApiError {
         }
     }
 
+    /// `503` with `Retry-After`: the store cannot take the request now (its
+    /// disk is full, it turned read-only, the database is down). The cause
+    /// is logged, not sent.
+    pub fn storage_unavailable(err: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %err, "store unavailable");
+        Self {
+            retry_after: Some(STORAGE_RETRY_AFTER_S),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the job store is unavailable (disk full, read-only or unreachable); retry later",
+            )
+        }
+    }
+
     /// `500`: something failed inside strictpy. The message is logged, not
     /// sent, so storage details do not leak.
     pub fn internal(err: impl std::fmt::Display) -> Self {
@@ -146,8 +164,14 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl From<strictpy_store::StoreError> for ApiError {
+    /// A store that cannot serve now (full disk, read-only, database down)
+    /// is `503 storage_unavailable`; anything else is a bug, `500`.
     fn from(err: strictpy_store::StoreError) -> Self {
-        Self::internal(err)
+        if err.is_unavailable() {
+            Self::storage_unavailable(err)
+        } else {
+            Self::internal(err)
+        }
     }
 }
 

@@ -17,18 +17,44 @@ use crate::error::ApiError;
 /// Reads a JSON body: `413` past the cap, `400` for bad JSON, a wrong type
 /// or an unknown field (with the position and serde's message).
 pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than the server accepts",
-            )
-        } else {
-            ApiError::bad_request(rejection.body_text())
-        }
-    })?;
+    let bytes = body.map_err(body_error)?;
     parse_json(&bytes)
+}
+
+/// The answer to a body that could not be read: `413` past the cap, `408`
+/// when it did not arrive within `body_read_timeout_ms` (and the connection
+/// is closed, since the rest of the body may still be on its way), `400`
+/// otherwise.
+pub fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than the server accepts",
+        )
+    } else if body_timed_out(&rejection) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive within the server's body read timeout",
+        )
+        .with_header(header::CONNECTION, "close")
+    } else {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// True when `err` or one of its sources is the body read timeout
+/// ([`crate::conn::BodyTimeout`]), found by type.
+pub fn body_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<crate::conn::BodyTimeout>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -51,7 +77,7 @@ pub fn parse_form_or_json<T: DeserializeOwned>(
     if !is_form {
         return parse_body(body);
     }
-    let bytes = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let bytes = body.map_err(body_error)?;
     serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))
 }

@@ -10,8 +10,10 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod drain;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod metrics;
@@ -153,9 +155,16 @@ impl Shared {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The notifier for job `id`, woken when it becomes final.
-    pub fn waiter(&self, id: Uuid) -> Arc<Notify> {
-        self.waiters().entry(id).or_default().clone()
+    /// The notifier for job `id`, woken when it becomes final. The guard
+    /// removes the map's entry when the last waiter of `id` leaves.
+    pub fn waiter(&self, id: Uuid) -> workers::Waiter<'_> {
+        let notify = self.waiters().entry(id).or_default().clone();
+        workers::Waiter::new(self, id, notify)
+    }
+
+    /// Jobs that requests are waiting on (the `strictpy_http_waiters` gauge).
+    pub fn waiter_count(&self) -> usize {
+        self.waiters().len()
     }
 
     /// Stops accepting jobs, stops the workers taking more, and wakes every
@@ -478,8 +487,8 @@ pub async fn serve_tls(
 }
 
 /// Runs `router` on `listener` with the peer address as
-/// `ConnectInfo<SocketAddr>` (read by [`net::guard`]) until `signal`, then
-/// drains.
+/// `ConnectInfo<SocketAddr>` (read by [`net::guard`]) and the configured
+/// read timeouts ([`conn`]) until `signal`, then drains.
 async fn serve_on<L>(
     server: Server,
     listener: L,
@@ -489,22 +498,13 @@ async fn serve_on<L>(
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
-    use axum::serve::ListenerExt as _;
-
     let state = server.state();
+    let timeouts = conn::Timeouts::of(&state.config);
     let on_signal = async move {
         signal.await;
         state.begin_shutdown();
     };
-    // `tap_io` does nothing to the connection; it is what gives any
-    // listener whose address is a `SocketAddr` axum's `ConnectInfo`.
-    let listener = listener.tap_io(|_| {});
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(on_signal)
-    .await?;
+    conn::serve(listener, router, timeouts, on_signal).await;
     server.shutdown().await;
     Ok(())
 }

@@ -57,6 +57,11 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests refused with `429`.
     pub rate_limited: Counter,
+    /// Jobs that requests wait on (`wait: true`, `DELETE`); set on every
+    /// scrape.
+    pub waiters: Gauge,
+    /// Tasks alive on the async runtime; set on every scrape.
+    pub alive_tasks: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,18 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let auth_failures = Counter::default();
         let rate_limited = Counter::default();
+        let waiters = Gauge::default();
+        let alive_tasks = Gauge::default();
+        registry.register(
+            "http_waiters",
+            "Jobs that requests wait on (wait: true, DELETE)",
+            waiters.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the async runtime",
+            alive_tasks.clone(),
+        );
         registry.register(
             "auth_failures",
             "Requests with a bad bearer token",
@@ -136,6 +153,8 @@ impl Metrics {
             deliveries,
             auth_failures,
             rate_limited,
+            waiters,
+            alive_tasks,
         }
     }
 

@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use strictpy_types::Verdict;
+use strictpy_types::{Policy, Verdict};
 
 use crate::{AppState, auth::Principal, error::ApiError};
 
 /// The configured allowlist plus `allow`, or `422` naming the module the
 /// policy does not let calls add.
-pub fn allowlist(state: &AppState, allow: &[String]) -> Result<BTreeSet<String>, ApiError> {
-    state.config.policy.effective_allowlist(allow).map_err(|e| {
+pub fn allowlist(policy: &Policy, allow: &[String]) -> Result<BTreeSet<String>, ApiError> {
+    policy.effective_allowlist(allow).map_err(|e| {
         ApiError::unprocessable("module_not_allowable", e.to_string())
             .with_details(json!({ "field": "allow", "module": e.module }))
     })

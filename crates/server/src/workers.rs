@@ -21,7 +21,7 @@ use strictpy_store::{JobRecord, StoreError};
 use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
 use uuid::Uuid;
 
-use crate::{AppState, now_ms};
+use crate::{AppState, Shared, now_ms};
 
 /// The message of a job whose worker stopped under it.
 pub const WORKER_STOPPED: &str =
@@ -209,7 +209,7 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
         // Register before claiming, so a DELETE that finds the job running
         // always finds its cancel handle too.
         state.running_jobs().insert(id, running.clone());
-        match state.runtime.block_on(state.store.start(id, now_ms())) {
+        match retrying(&state, id, "start", || state.store.start(id, now_ms())) {
             Ok(Some(record)) => execute(&state, &sandbox, record, &running),
             Ok(None) => {} // Cancelled while queued.
             Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
@@ -247,14 +247,43 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         .observe(outcome.usage.fuel_consumed as f64);
     let (status, outcome) = classify(outcome, running, state.stopping.load(Ordering::SeqCst));
     let id = record.id;
-    let finished =
-        state
-            .runtime
-            .block_on(state.store.finish(id, status, outcome.clone(), now_ms()));
+    // Once accepted a job's end must be stored: while the store is down
+    // (disk full, read-only, database stopped) keep trying.
+    let finished = retrying(state, id, "finish", || {
+        state.store.finish(id, status, outcome.clone(), now_ms())
+    });
     match finished {
         Ok(true) => state.job_final(&record, status, &outcome),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
         Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
+    }
+}
+
+/// Runs the store operation `op` on job `id` from a worker thread, again and
+/// again (backing off up to 2 s) while the store is unavailable
+/// ([`StoreError::is_unavailable`]), until it succeeds, fails for another
+/// reason, or shutdown's grace period ran out (then the job stays as stored:
+/// the next start recovers it).
+fn retrying<'a, T>(
+    state: &'a AppState,
+    id: Uuid,
+    what: &str,
+    mut op: impl FnMut() -> strictpy_store::StoreFuture<'a, T>,
+) -> Result<T, StoreError> {
+    let mut backoff = std::time::Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        match state.runtime.block_on(op()) {
+            Err(e) if e.is_unavailable() && !state.stopping.load(Ordering::SeqCst) => {
+                attempt += 1;
+                if attempt == 1 || attempt.is_multiple_of(30) {
+                    tracing::warn!(%id, error = %e, attempt, "store unavailable; retrying {what}");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+            }
+            result => return result,
+        }
     }
 }
 
@@ -289,8 +318,8 @@ pub async fn wait_final(
     id: Uuid,
     timeout: std::time::Duration,
 ) -> Result<Option<JobRecord>, StoreError> {
-    let notify = state.waiter(id);
-    let notified = notify.notified();
+    let waiter = state.waiter(id);
+    let notified = waiter.notify().notified();
     tokio::pin!(notified);
     // Enable before reading the store, so a finish between the read and the
     // wait still wakes us.
@@ -302,4 +331,52 @@ pub async fn wait_final(
     }
     let _ = tokio::time::timeout(timeout, notified).await;
     state.store.get(id).await
+}
+
+/// A request's hold on job `id`'s notifier ([`Shared::waiter`]). Dropping
+/// it (the request answered, timed out, or its client went away) removes
+/// the map's entry once no other request waits on that job, so neither a
+/// job that was already final nor a disconnected client leaves one behind.
+#[derive(Debug)]
+pub struct Waiter<'a> {
+    /// Whose waiter map the entry is in.
+    shared: &'a Shared,
+    /// The job waited on.
+    id: Uuid,
+    /// This request's handle on the entry.
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl<'a> Waiter<'a> {
+    /// Wraps a handle just taken from `shared`'s map.
+    pub(crate) fn new(shared: &'a Shared, id: Uuid, notify: Arc<tokio::sync::Notify>) -> Self {
+        Self { shared, id, notify }
+    }
+
+    /// The notifier, woken when the job becomes final or shutdown begins.
+    pub fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        /// What a dropped guard holds instead of its handle, so that handle
+        /// is released under the lock (see below).
+        static SPARE: std::sync::LazyLock<Arc<tokio::sync::Notify>> =
+            std::sync::LazyLock::new(Default::default);
+        let mut map = self.shared.waiters();
+        let mine = std::mem::replace(&mut self.notify, SPARE.clone());
+        // Handles are cloned and released only under this lock, so two
+        // counts (the map's and ours) means no one else waits; an entry that
+        // is not ours belongs to later waiters (the job finished and another
+        // request began waiting on it).
+        if map
+            .get(&self.id)
+            .is_some_and(|cur| Arc::ptr_eq(cur, &mine) && Arc::strong_count(cur) == 2)
+        {
+            map.remove(&self.id);
+        }
+        drop(mine);
+    }
 }

@@ -14,6 +14,7 @@ mod postgres;
 mod rows;
 mod security;
 mod sqlite;
+mod unavailable;
 
 use std::{collections::BTreeSet, future::Future, pin::Pin};
 
@@ -54,7 +55,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Postgres(tokio_postgres::Error),
     /// The database cannot be reached: the connection failed, closed or
-    /// timed out, or the pool had no connection in time. Worth retrying.
+    /// timed out, or the pool had no connection in time. Worth retrying;
+    /// [`StoreError::is_unavailable`] also counts a full disk, a read-only
+    /// database and the like among the other variants.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// The store URL or its credentials are unusable.

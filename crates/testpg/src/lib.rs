@@ -70,6 +70,14 @@ pub fn server() -> Option<&'static PgServer> {
 }
 
 impl PgServer {
+    /// A server of its own, besides the binary's shared [`server`], for a
+    /// test that stops and restarts it ([`PgServer::stop`]) without taking
+    /// the database away from every other test. It is stopped and removed
+    /// when the test binary exits, like the shared one.
+    pub fn start_private() -> Result<Self, String> {
+        Self::start()
+    }
+
     /// initdb, then pg_ctl start, then the watchdog.
     fn start() -> Result<Self, String> {
         let bindir = find_bindir().ok_or(
@@ -323,6 +331,31 @@ impl PgServer {
             }
         }
         bytes
+    }
+
+    /// Runs each of `statements` (one `-c` each, so none is inside a
+    /// transaction block) in database `db` with `psql` as the superuser and
+    /// returns what it printed (unaligned, tuples only). The session is
+    /// never read-only, so a test that made the server read-only can undo it.
+    pub fn psql(&self, db: &str, statements: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(self.bindir.join("psql"));
+        cmd.arg(self.url(db)).args(["-v", "ON_ERROR_STOP=1", "-At"]);
+        for sql in statements {
+            cmd.args(["-c", sql]);
+        }
+        let out = cmd
+            .env("PGOPTIONS", "-c default_transaction_read_only=off")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     /// The database name at the end of a URL made by [`PgServer::url`].

@@ -1,8 +1,10 @@
 //! The HTTP job service: router tests with `oneshot`, end-to-end tests on a
-//! real listener, and tests of the real `strictpy serve` process (kill -9
-//! and SIGTERM).
+//! real listener, tests of the real `strictpy serve` process (kill -9
+//! and SIGTERM), and faults (full disk, read-only or stopped database,
+//! clients that leave or trickle).
 
 mod e2e;
+mod faults;
 pub(crate) mod process;
 mod router;
 

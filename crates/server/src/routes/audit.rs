@@ -66,6 +66,37 @@ fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
+/// The store query a `GET /v1/audit` asks for, or `400` for a page size
+/// out of range, a cursor that is not one, or a time that is not RFC 3339.
+pub fn audit_query(p: AuditParams) -> Result<AuditQuery, ApiError> {
+    let limit = p.limit.unwrap_or(AUDIT_PAGE.0);
+    if limit == 0 || limit > AUDIT_PAGE.1 {
+        return Err(
+            ApiError::bad_request(format!("limit must be 1 to {}", AUDIT_PAGE.1))
+                .with_details(json!({ "field": "limit" })),
+        );
+    }
+    let before_id = match &p.cursor {
+        None => None,
+        Some(c) => Some(
+            c.strip_prefix("a1")
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid cursor")
+                        .with_details(json!({ "field": "cursor" }))
+                })?,
+        ),
+    };
+    Ok(AuditQuery {
+        since: parse_time("since", p.since.as_deref())?,
+        until: parse_time("until", p.until.as_deref())?,
+        tenant: p.tenant,
+        event: p.event,
+        before_id,
+        limit,
+    })
+}
+
 /// The security audit log (`admin`), newest first, with filters.
 #[utoipa::path(
     get,
@@ -86,38 +117,12 @@ pub async fn audit_log(
 ) -> Result<Json<AuditPage>, ApiError> {
     who.require(&state, Scope::Admin)?;
     let Query(p) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = p.limit.unwrap_or(AUDIT_PAGE.0);
-    if limit == 0 || limit > AUDIT_PAGE.1 {
-        return Err(
-            ApiError::bad_request(format!("limit must be 1 to {}", AUDIT_PAGE.1))
-                .with_details(json!({ "field": "limit" })),
-        );
-    }
-    let before_id = match &p.cursor {
-        None => None,
-        Some(c) => Some(
-            c.strip_prefix("a1")
-                .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid cursor")
-                        .with_details(json!({ "field": "cursor" }))
-                })?,
-        ),
-    };
+    let query = audit_query(p)?;
+    let limit = query.limit;
     // Events recorded just before this request are in the queue, not yet in
     // the store; wait for them so the log reads consistently.
     state.audit.flush().await;
-    let events = state
-        .store
-        .list_audit(AuditQuery {
-            tenant: p.tenant,
-            event: p.event,
-            since: parse_time("since", p.since.as_deref())?,
-            until: parse_time("until", p.until.as_deref())?,
-            before_id,
-            limit,
-        })
-        .await?;
+    let events = state.store.list_audit(query).await?;
     let next_cursor = (events.len() == limit as usize)
         .then(|| events.last().map(|e| format!("a1{}", e.id)))
         .flatten();

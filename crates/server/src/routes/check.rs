@@ -58,7 +58,7 @@ pub async fn check(
 ) -> Result<Json<CheckResponse>, ApiError> {
     who.require(&state, Scope::Check)?;
     let req: CheckRequest = parse_body(body)?;
-    let allowlist = allowlist(&state, &req.allow)?;
+    let allowlist = allowlist(&state.config.policy, &req.allow)?;
     match static_check(&state, &who, req.code, allowlist).await {
         Ok(_) => Ok(Json(CheckResponse {
             ok: true,

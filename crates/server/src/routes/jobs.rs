@@ -173,7 +173,66 @@ struct Prepared {
 /// Validates a job request the way `strictpy check` and `strictpy run` do:
 /// allowlist, limits, context keys, callback URL, then the static check.
 async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<Prepared, ApiError> {
-    let caps = state.config.input;
+    let Checked {
+        allowlist,
+        limits,
+        callback,
+    } = check_request(
+        &state.config,
+        &state.default_limits,
+        &state.max_limits,
+        &req,
+    )?;
+    if let Some(url) = &callback {
+        check_url(url, state.webhooks.reach())
+            .await
+            .map_err(callback_refused)?;
+    }
+    let code = static_check(state, who, req.code, allowlist.clone()).await?;
+    let spec = JobSpec {
+        code,
+        stdin: req.stdin.unwrap_or_default(),
+        context: req.context.map(Value::Object),
+        allow: req.allow,
+        allowlist,
+        limits,
+        seed: req.seed,
+    };
+    let request_hash = {
+        let doc = json!({ "spec": spec, "callback_url": req.callback_url });
+        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    };
+    Ok(Prepared {
+        spec,
+        callback_url: req.callback_url,
+        idempotency_key: req.idempotency_key,
+        request_hash,
+    })
+}
+
+/// What [`check_request`] found a request to ask for.
+#[derive(Debug)]
+pub struct Checked {
+    /// The effective import allowlist.
+    pub allowlist: std::collections::BTreeSet<String>,
+    /// The limits as applied.
+    pub limits: strictpy_types::Limits,
+    /// The parsed callback URL (its host is checked separately, since that
+    /// resolves it).
+    pub callback: Option<reqwest::Url>,
+}
+
+/// The checks of a job request that need nothing but the configuration:
+/// field caps, the allowlist, limits, context keys, the seed, the
+/// idempotency key and the callback URL's form. `prepare` runs them first;
+/// the fuzz targets run them on their own.
+pub fn check_request(
+    config: &crate::Config,
+    default_limits: &strictpy_types::Limits,
+    max_limits: &strictpy_types::Limits,
+    req: &JobRequest,
+) -> Result<Checked, ApiError> {
+    let caps = config.input;
     if let Some(stdin) = &req.stdin {
         too_large("stdin", stdin.len(), caps.max_stdin_bytes)?;
     }
@@ -181,10 +240,9 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         let size = serde_json::to_vec(context).map_or(usize::MAX, |v| v.len());
         too_large("context", size, caps.max_context_bytes)?;
     }
-    let allowlist = allowlist(state, &req.allow)?;
-    let limits = state
-        .default_limits
-        .with_overrides(&req.limits.unwrap_or_default(), &state.max_limits)
+    let allowlist = allowlist(&config.policy, &req.allow)?;
+    let limits = default_limits
+        .with_overrides(&req.limits.unwrap_or_default(), max_limits)
         .map_err(|e| {
             ApiError::unprocessable("limit_exceeded", e.to_string()).with_details(
                 json!({ "field": format!("limits.{}", e.field), "value": e.value, "max": e.max }),
@@ -213,40 +271,26 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         )
         .with_details(json!({ "field": "idempotency_key" })));
     }
-    if let Some(raw) = &req.callback_url {
-        let refused = |e: WebhookError| {
-            let code = match e {
-                WebhookError::Refused(_) => "callback_refused",
-                _ => "invalid_callback_url",
-            };
-            ApiError::unprocessable(code, e.to_string())
-                .with_details(json!({ "field": "callback_url" }))
-        };
-        let url = parse_url(raw).map_err(refused)?;
-        check_url(&url, state.webhooks.reach())
-            .await
-            .map_err(refused)?;
-    }
-    let code = static_check(state, who, req.code, allowlist.clone()).await?;
-    let spec = JobSpec {
-        code,
-        stdin: req.stdin.unwrap_or_default(),
-        context: req.context.map(Value::Object),
-        allow: req.allow,
+    let callback = req
+        .callback_url
+        .as_deref()
+        .map(parse_url)
+        .transpose()
+        .map_err(callback_refused)?;
+    Ok(Checked {
         allowlist,
         limits,
-        seed: req.seed,
-    };
-    let request_hash = {
-        let doc = json!({ "spec": spec, "callback_url": req.callback_url });
-        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
-    };
-    Ok(Prepared {
-        spec,
-        callback_url: req.callback_url,
-        idempotency_key: req.idempotency_key,
-        request_hash,
+        callback,
     })
+}
+
+/// `422` for a callback URL that is malformed or points inside.
+fn callback_refused(e: WebhookError) -> ApiError {
+    let code = match e {
+        WebhookError::Refused(_) => "callback_refused",
+        _ => "invalid_callback_url",
+    };
+    ApiError::unprocessable(code, e.to_string()).with_details(json!({ "field": "callback_url" }))
 }
 
 /// `422 field_too_large` when a field is over its cap.
@@ -349,7 +393,7 @@ fn job_response(job: &JobRecord, replayed: bool) -> Response {
         (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
         (status = 413, description = "Body over the cap", body = ErrorBody),
         (status = 422, description = "Policy violation, limit above the maximum, or a refused callback", body = ErrorBody),
-        (status = 503, description = "queue_full or shutting_down", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "queue_full, shutting_down, or storage_unavailable (the store's disk is full, it is read-only or down)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn create_job(
@@ -566,19 +610,7 @@ pub async fn list_jobs(
 ) -> Result<Json<JobList>, ApiError> {
     who.require(&state, Scope::JobsRead)?;
     let Query(params) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(
-            ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
-                .with_details(json!({ "field": "limit" })),
-        );
-    }
-    let before = match &params.cursor {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::bad_request("invalid cursor").with_details(json!({ "field": "cursor" }))
-        })?),
-    };
+    let (limit, before) = page(&params)?;
     let (jobs, next) = match params.verdict {
         None => {
             let jobs = state
@@ -611,6 +643,25 @@ pub async fn list_jobs(
             .collect(),
         next_cursor: next.map(encode_cursor),
     }))
+}
+
+/// The page `GET /v1/jobs` asks for: its size and the job it continues
+/// after, or `400` for a size out of range or a cursor that is not one.
+pub fn page(params: &ListParams) -> Result<(u32, Option<Uuid>), ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(
+            ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
+                .with_details(json!({ "field": "limit" })),
+        );
+    }
+    let before = match &params.cursor {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request("invalid cursor").with_details(json!({ "field": "cursor" }))
+        })?),
+    };
+    Ok((limit, before))
 }
 
 /// Most jobs one `GET /v1/jobs?verdict=` request reads from the store.

@@ -79,8 +79,9 @@ impl utoipa::Modify for BearerScheme {
 /// `403 ip_not_allowed` from the network guard everywhere; `401`, the scope's
 /// `403` and `429` wherever a bearer token is checked; `429` where the
 /// per-IP bucket applies (the refresh and revoke endpoints); `400` wherever
-/// there is a query, a path or a body to get wrong and `413` wherever there
-/// is a body. Every `429` carries `Retry-After`, and a `rate_limited` one
+/// there is a query, a path or a body to get wrong; `413` and `408` wherever
+/// there is a body; `503 storage_unavailable` (with `Retry-After`) wherever
+/// the store is read or written. Every `429` carries `Retry-After`, and a `rate_limited` one
 /// `RateLimit-Policy` and `RateLimit` too.
 fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
@@ -126,6 +127,9 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         "/v1/oauth/revoke",
         "/v1/sessions",
     ];
+    // Routes that never reach the store, so never answer
+    // `503 storage_unavailable` (`/readyz` documents its own `503`).
+    const STORELESS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
     for (path, item) in doc.paths.paths.iter_mut() {
         let bearer = !UNAUTHENTICATED.contains(&path.as_str());
         let per_ip = path.starts_with("/v1/");
@@ -154,6 +158,21 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 add(
                     "413",
                     error("payload_too_large: the body is over max_body_bytes").build(),
+                );
+                add(
+                    "408",
+                    error("request_timeout: the body did not arrive within body_read_timeout_ms (with Connection: close)").build(),
+                );
+            }
+            if !STORELESS.contains(&path.as_str()) {
+                add(
+                    "503",
+                    error("storage_unavailable: the job store cannot serve now (disk full, read-only, database down); with Retry-After")
+                        .header(
+                            "Retry-After",
+                            header(Type::Integer, "Seconds to wait before retrying"),
+                        )
+                        .build(),
                 );
             }
             if bearer {

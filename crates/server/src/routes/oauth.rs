@@ -80,8 +80,35 @@ fn oauth_error(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
+/// `400 unsupported_grant_type` unless the exchange asks for
+/// `client_credentials`.
+pub fn check_token_grant(grant: &TokenGrant) -> Result<(), ApiError> {
+    if grant.grant_type != "client_credentials" {
+        return Err(oauth_error(
+            "unsupported_grant_type",
+            "grant_type must be client_credentials (use /v1/oauth/token/refresh to refresh)",
+        ));
+    }
+    Ok(())
+}
+
+/// `400 unsupported_grant_type` when a refresh names another grant type.
+pub fn check_refresh_grant(grant: &RefreshGrant) -> Result<(), ApiError> {
+    if grant
+        .grant_type
+        .as_deref()
+        .is_some_and(|g| g != "refresh_token")
+    {
+        return Err(oauth_error(
+            "unsupported_grant_type",
+            "grant_type must be refresh_token",
+        ));
+    }
+    Ok(())
+}
+
 /// The scopes asked for, which must be among `granted`.
-fn narrow(granted: &[String], asked: Option<&str>) -> Result<Vec<Scope>, ApiError> {
+pub fn narrow(granted: &[String], asked: Option<&str>) -> Result<Vec<Scope>, ApiError> {
     let granted = Scope::parse_all(granted.iter().map(String::as_str)).unwrap_or_default();
     let Some(asked) = asked.filter(|s| !s.trim().is_empty()) else {
         return Ok(granted);
@@ -161,12 +188,7 @@ pub async fn oauth_token(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let grant: TokenGrant = parse_form_or_json(&headers, body)?;
-    if grant.grant_type != "client_credentials" {
-        return Err(oauth_error(
-            "unsupported_grant_type",
-            "grant_type must be client_credentials (use /v1/oauth/token/refresh to refresh)",
-        ));
-    }
+    check_token_grant(&grant)?;
     if who.kind != TokenKind::Api {
         return Err(oauth_error(
             "invalid_client",
@@ -212,16 +234,7 @@ pub async fn oauth_refresh(
 ) -> Result<Response, ApiError> {
     auth::unauthenticated(&state, ip)?;
     let grant: RefreshGrant = parse_form_or_json(&headers, body)?;
-    if grant
-        .grant_type
-        .as_deref()
-        .is_some_and(|g| g != "refresh_token")
-    {
-        return Err(oauth_error(
-            "unsupported_grant_type",
-            "grant_type must be refresh_token",
-        ));
-    }
+    check_refresh_grant(&grant)?;
     let invalid = |state: &AppState, why: Rejection, id: Option<String>| {
         let _ = auth::failed(state, ip, why, id);
         oauth_error(

@@ -78,6 +78,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let depth = i64::try_from(state.queue.len()).unwrap_or(i64::MAX);
     state.metrics.queue_depth.set(depth);
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    state.metrics.waiters.set(gauge(state.waiter_count()));
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    state.metrics.alive_tasks.set(gauge(tasks));
     (
         [(
             header::CONTENT_TYPE,
