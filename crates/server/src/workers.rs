@@ -21,7 +21,7 @@ use strictpy_store::{JobRecord, StoreError};
 use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
 use uuid::Uuid;
 
-use crate::{AppState, now_ms};
+use crate::{AppState, queue::Next};
 
 /// The message of a job whose worker stopped under it.
 pub const WORKER_STOPPED: &str =
@@ -204,17 +204,17 @@ impl Drop for Alive {
 
 fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     let _alive = Alive(state.clone());
-    while let Some(id) = state.queue.pop() {
+    loop {
         let running = RunningJob::default();
-        // Register before claiming, so a DELETE that finds the job running
-        // always finds its cancel handle too.
-        state.running_jobs().insert(id, running.clone());
-        match state.runtime.block_on(state.store.start(id, now_ms())) {
-            Ok(Some(record)) => execute(&state, &sandbox, record, &running),
-            Ok(None) => {} // Cancelled while queued.
-            Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
+        match state.queue.next(&state, &running) {
+            Next::Job(record) => {
+                let id = record.id;
+                execute(&state, &sandbox, *record, &running);
+                state.running_jobs().remove(&id);
+            }
+            Next::Skip => {}
+            Next::Closed => break,
         }
-        state.running_jobs().remove(&id);
     }
 }
 
@@ -247,10 +247,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         .observe(outcome.usage.fuel_consumed as f64);
     let (status, outcome) = classify(outcome, running, state.stopping.load(Ordering::SeqCst));
     let id = record.id;
-    let finished =
-        state
-            .runtime
-            .block_on(state.store.finish(id, status, outcome.clone(), now_ms()));
+    let finished = state.queue.finish(state, id, status, &outcome);
     match finished {
         Ok(true) => state.job_final(&record, status, &outcome),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
@@ -283,23 +280,36 @@ pub fn internal_outcome(message: &str) -> Outcome {
 }
 
 /// Waits until job `id` is final or `timeout` passes (or shutdown begins),
-/// then returns the job as stored.
+/// then returns the job as stored. The local finish, or a `NOTIFY` from the
+/// node that finished it, wakes the wait; with the queue in the database it
+/// also looks again every `cluster.poll_ms`, in case a notice was missed
+/// while the `LISTEN` connection was down.
 pub async fn wait_final(
     state: &AppState,
     id: Uuid,
     timeout: std::time::Duration,
 ) -> Result<Option<JobRecord>, StoreError> {
-    let notify = state.waiter(id);
-    let notified = notify.notified();
-    tokio::pin!(notified);
-    // Enable before reading the store, so a finish between the read and the
-    // wait still wakes us.
-    notified.as_mut().enable();
-    let job = state.store.get(id).await?;
-    match &job {
-        Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
-        _ => return Ok(job),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let recheck = match state.queue.database() {
+        Some(_) => std::time::Duration::from_millis(state.config.cluster.poll_ms),
+        None => timeout,
+    };
+    loop {
+        let notify = state.waiter(id);
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Enable before reading the store, so a finish between the read and
+        // the wait still wakes us.
+        notified.as_mut().enable();
+        let job = state.store.get(id).await?;
+        match &job {
+            Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
+            _ => return Ok(job),
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(job);
+        }
+        let _ = tokio::time::timeout(recheck.min(deadline - now), notified).await;
     }
-    let _ = tokio::time::timeout(timeout, notified).await;
-    state.store.get(id).await
 }

@@ -325,6 +325,22 @@ impl PgServer {
         bytes
     }
 
+    /// Runs one SQL statement with `psql` on database `db` and returns its
+    /// rows, unaligned, one a line, `|` between columns (tests read what
+    /// the store wrote, such as claim counts, straight from the database).
+    pub fn query(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bindir.join("psql"))
+            .arg(self.url(db))
+            .args(["-Atc", sql])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Ok(out) => panic!("psql failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => panic!("cannot run psql: {e}"),
+        }
+    }
+
     /// The database name at the end of a URL made by [`PgServer::url`].
     pub fn database_of(url: &str) -> &str {
         url.rsplit('/').next().unwrap_or_default()

@@ -140,6 +140,7 @@ async fn each_scope_guards_its_endpoints() {
             "admin",
         ),
         (&reader, "GET", "/v1/audit", None, "admin"),
+        (&reader, "GET", "/v1/cluster", None, "admin"),
         (&reader, "DELETE", "/v1/tenants/t", None, "admin"),
         (&reader, "GET", "/v1/tenants/other/export", None, "admin"),
     ];
