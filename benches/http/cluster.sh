@@ -57,11 +57,12 @@ start_node() {
     if grep -q "listening on" "$dir/stdout" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  sed -n 's/^strictpy: listening on //p' "$dir/stdout"
+  urls+=(--url "$(sed -n 's/^strictpy: listening on //p' "$dir/stdout")")
 }
 
+# Not in a subshell: `pids` and `urls` must survive for the cleanup.
 urls=()
-for n in $(seq 1 "$nodes"); do urls+=(--url "$(start_node "$n")"); done
+for n in $(seq 1 "$nodes"); do start_node "$n"; done
 token_env=()
 if [ -n "$url" ]; then token_env=(STRICTPY_STORE_URL="$url"); fi
 env "${token_env[@]}" "$bin" token --data-dir "$tmp/node1" create --tenant bench \

@@ -184,7 +184,7 @@ async fn three_nodes_two_thousand_jobs_one_killed() {
     let url = pg.url(&db);
     let first = Node::start(&url, 2, None, &[]);
     let keys = first.key_file();
-    let mut nodes = vec![
+    let mut nodes = [
         first,
         Node::start(&url, 2, Some(&keys), &[]),
         Node::start(&url, 2, Some(&keys), &[]),

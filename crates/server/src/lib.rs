@@ -352,7 +352,11 @@ impl Server {
         let webhooks = Webhooks::new(&config.webhook, &config.data_dir)?;
         let audit = audit::AuditLog::start(store.clone());
         let queue = match store.postgres() {
-            Some(pg) => Queue::Database(DbQueue::new(pg, cluster::node_id(&config)?, &config)),
+            Some(pg) => Queue::Database(Box::new(DbQueue::new(
+                pg,
+                cluster::node_id(&config)?,
+                &config,
+            ))),
             None => Queue::Memory(JobQueue::new(config.queue_size)),
         };
         let state = AppState(Arc::new(Shared {

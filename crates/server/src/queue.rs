@@ -30,7 +30,7 @@ pub enum Queue {
     /// In memory (SQLite).
     Memory(JobQueue),
     /// In the database (Postgres).
-    Database(DbQueue),
+    Database(Box<DbQueue>),
 }
 
 /// The queue in a Postgres store, as one node sees it.
@@ -216,7 +216,7 @@ impl Queue {
     pub fn database(&self) -> Option<&DbQueue> {
         match self {
             Self::Memory(_) => None,
-            Self::Database(q) => Some(q),
+            Self::Database(q) => Some(q.as_ref()),
         }
     }
 
