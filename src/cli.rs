@@ -54,6 +54,9 @@ enum Command {
     /// Soak a real `strictpy serve` it starts itself: thousands of jobs, some
     /// hostile, optionally with SIGKILLs; exits 1 on any lost job or 5xx.
     Soak(crate::soak::SoakArgs),
+    /// Drive running servers with `wait: true` hello jobs (round-robin over
+    /// `--url`) and print jobs/s, p50 and p99.
+    Load(crate::load::LoadArgs),
 }
 
 /// Options shared by `run` and `check`.
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::Submit(args) => crate::submit::submit(args),
         Command::Token(args) => crate::token::token(args),
         Command::Soak(args) => crate::soak::soak(args),
+        Command::Load(args) => crate::load::load(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -35,6 +35,7 @@ mod escapes;
 mod fidelity;
 mod isolation;
 mod modules;
+mod nodes;
 mod security;
 mod server;
 mod snapshot;

@@ -16,8 +16,10 @@ use strictpy_types::{LimitOverrides, Limits, Policy};
 
 use crate::net::Cidr;
 
+mod cluster;
 mod security;
 
+pub use cluster::ClusterConfig;
 pub use security::{AuthConfig, InputLimits, LockoutConfig, RateLimitConfig, RetentionConfig};
 
 /// The top-level keys, so environment variables meant for other parts of
@@ -47,6 +49,7 @@ const KEYS: &[&str] = &[
     "network",
     "encryption",
     "store",
+    "cluster",
 ];
 
 /// Why the configuration could not be loaded.
@@ -113,6 +116,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Which database holds the jobs, tokens and audit log.
     pub store: StoreConfig,
+    /// Leases and node identity when several nodes share a Postgres store.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -141,6 +146,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             encryption: EncryptionConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -438,6 +444,16 @@ impl Config {
         if self.store.timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "store.timeout_ms must be at least 1".into(),
+            ));
+        }
+        if self.cluster.lease_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "cluster.lease_secs must be at least 3".into(),
+            ));
+        }
+        if self.cluster.poll_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "cluster.poll_ms must be at least 1".into(),
             ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {

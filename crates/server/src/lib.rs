@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod drain;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod queue;
 pub mod redact;
 pub mod retention;
 pub mod routes;
@@ -51,6 +53,7 @@ pub use routes::app;
 
 use crate::{
     metrics::Metrics,
+    queue::{DbQueue, Queue},
     webhook::{WebhookError, Webhooks},
     workers::{JobQueue, RunningJob},
 };
@@ -99,8 +102,16 @@ pub struct Shared {
     pub max_limits: Limits,
     /// Durable job storage.
     pub store: Arc<dyn JobStore>,
-    /// Ids waiting for a worker.
-    pub queue: JobQueue,
+    /// Jobs waiting for a worker: in memory (SQLite) or in the database
+    /// (Postgres, shared by every node).
+    pub queue: Queue,
+    /// Set when this node's cluster tasks (heartbeat, `LISTEN`) must stop.
+    pub cluster_stopped: AtomicBool,
+    /// Where this node listens (`cluster.address`, else the listener's
+    /// address once bound), for `GET /v1/cluster`.
+    node_address: Mutex<String>,
+    /// When this node started, Unix milliseconds.
+    pub started_at: i64,
     /// Jobs being run, with their cancel handles.
     running: Mutex<HashMap<Uuid, RunningJob>>,
     /// Requests waiting for a job to become final (`wait: true`, `DELETE`).
@@ -174,6 +185,30 @@ impl Shared {
             tracing::info!("shutting down: no new jobs; queued jobs stay in the store");
         }
         self.queue.close();
+        for notify in self.waiters().values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Job `id` became final on some node (a `NOTIFY`): its token's
+    /// concurrent-job count here drops, and requests waiting here answer.
+    pub fn remote_final(&self, id: Uuid) {
+        self.guard.end_job(id);
+        if let Some(notify) = self.waiters().remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Where this node listens, as `GET /v1/cluster` lists it.
+    pub fn node_address(&self) -> String {
+        self.node_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Wakes every waiting request so it looks at its job again.
+    pub fn wake_all_waiters(&self) {
         for notify in self.waiters().values() {
             notify.notify_waiters();
         }
@@ -325,6 +360,14 @@ impl Server {
         let (default_limits, max_limits) = config.limits.resolve()?;
         let webhooks = Webhooks::new(&config.webhook, &config.data_dir)?;
         let audit = audit::AuditLog::start(store.clone());
+        let queue = match store.postgres() {
+            Some(pg) => Queue::Database(Box::new(DbQueue::new(
+                pg,
+                cluster::node_id(&config)?,
+                &config,
+            ))),
+            None => Queue::Memory(JobQueue::new(config.queue_size)),
+        };
         let state = AppState(Arc::new(Shared {
             guard: limits::Guard::new(config.rate_limit, config.lockout),
             audit,
@@ -333,7 +376,16 @@ impl Server {
             default_limits,
             max_limits,
             store,
-            queue: JobQueue::new(config.queue_size),
+            queue,
+            cluster_stopped: AtomicBool::new(false),
+            node_address: Mutex::new(
+                config
+                    .cluster
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| config.listen.to_string()),
+            ),
+            started_at: now_ms(),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             metrics: Metrics::new(),
@@ -349,10 +401,17 @@ impl Server {
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         retention::spawn(&state);
-        let recovery = state
-            .store
-            .recover(workers::internal_outcome(workers::WORKER_STOPPED), now_ms())
-            .await?;
+        // On Postgres, a node ends only its own previous jobs; other nodes'
+        // expired leases are reaped by the heartbeat (`cluster.rs`).
+        let recovery = if state.queue.database().is_some() {
+            cluster::start(&state).await?;
+            strictpy_store::Recovery::default()
+        } else {
+            state
+                .store
+                .recover(workers::internal_outcome(workers::WORKER_STOPPED), now_ms())
+                .await?
+        };
         for id in &recovery.interrupted {
             tracing::warn!(%id, "job was running when the server stopped; marked failed");
         }
@@ -408,6 +467,7 @@ impl Server {
             }
         })
         .await;
+        cluster::stop(&state).await;
     }
 }
 
@@ -452,6 +512,7 @@ impl Drop for Server {
         }
         self.state.begin_shutdown();
         self.state.stopping.store(true, Ordering::SeqCst);
+        self.state.cluster_stopped.store(true, Ordering::SeqCst);
         for job in self.state.running_jobs().values() {
             job.cancel.cancel();
         }
@@ -500,6 +561,9 @@ where
 {
     let state = server.state();
     let timeouts = conn::Timeouts::of(&state.config);
+    if let (None, Ok(addr)) = (&state.config.cluster.address, listener.local_addr()) {
+        *state.node_address.lock().unwrap_or_else(|p| p.into_inner()) = addr.to_string();
+    }
     let on_signal = async move {
         signal.await;
         state.begin_shutdown();

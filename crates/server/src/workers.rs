@@ -21,7 +21,7 @@ use strictpy_store::{JobRecord, StoreError};
 use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
 use uuid::Uuid;
 
-use crate::{AppState, Shared, now_ms};
+use crate::{AppState, Shared, queue::Next};
 
 /// The message of a job whose worker stopped under it.
 pub const WORKER_STOPPED: &str =
@@ -204,17 +204,17 @@ impl Drop for Alive {
 
 fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     let _alive = Alive(state.clone());
-    while let Some(id) = state.queue.pop() {
+    loop {
         let running = RunningJob::default();
-        // Register before claiming, so a DELETE that finds the job running
-        // always finds its cancel handle too.
-        state.running_jobs().insert(id, running.clone());
-        match retrying(&state, id, "start", || state.store.start(id, now_ms())) {
-            Ok(Some(record)) => execute(&state, &sandbox, record, &running),
-            Ok(None) => {} // Cancelled while queued.
-            Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
+        match state.queue.next(&state, &running) {
+            Next::Job(record) => {
+                let id = record.id;
+                execute(&state, &sandbox, *record, &running);
+                state.running_jobs().remove(&id);
+            }
+            Next::Skip => {}
+            Next::Closed => break,
         }
-        state.running_jobs().remove(&id);
     }
 }
 
@@ -250,7 +250,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     // Once accepted a job's end must be stored: while the store is down
     // (disk full, read-only, database stopped) keep trying.
     let finished = retrying(state, id, "finish", || {
-        state.store.finish(id, status, outcome.clone(), now_ms())
+        state.queue.finish(state, id, status, &outcome)
     });
     match finished {
         Ok(true) => state.job_final(&record, status, &outcome),
@@ -264,16 +264,16 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
 /// ([`StoreError::is_unavailable`]), until it succeeds, fails for another
 /// reason, or shutdown's grace period ran out (then the job stays as stored:
 /// the next start recovers it).
-fn retrying<'a, T>(
-    state: &'a AppState,
+pub(crate) fn retrying<T>(
+    state: &AppState,
     id: Uuid,
     what: &str,
-    mut op: impl FnMut() -> strictpy_store::StoreFuture<'a, T>,
+    mut op: impl FnMut() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut backoff = std::time::Duration::from_millis(50);
     let mut attempt = 0u32;
     loop {
-        match state.runtime.block_on(op()) {
+        match op() {
             Err(e) if e.is_unavailable() && !state.stopping.load(Ordering::SeqCst) => {
                 attempt += 1;
                 if attempt == 1 || attempt.is_multiple_of(30) {
@@ -312,25 +312,38 @@ pub fn internal_outcome(message: &str) -> Outcome {
 }
 
 /// Waits until job `id` is final or `timeout` passes (or shutdown begins),
-/// then returns the job as stored.
+/// then returns the job as stored. The local finish, or a `NOTIFY` from the
+/// node that finished it, wakes the wait; with the queue in the database it
+/// also looks again every `cluster.poll_ms`, in case a notice was missed
+/// while the `LISTEN` connection was down.
 pub async fn wait_final(
     state: &AppState,
     id: Uuid,
     timeout: std::time::Duration,
 ) -> Result<Option<JobRecord>, StoreError> {
-    let waiter = state.waiter(id);
-    let notified = waiter.notify().notified();
-    tokio::pin!(notified);
-    // Enable before reading the store, so a finish between the read and the
-    // wait still wakes us.
-    notified.as_mut().enable();
-    let job = state.store.get(id).await?;
-    match &job {
-        Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
-        _ => return Ok(job),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let recheck = match state.queue.database() {
+        Some(_) => std::time::Duration::from_millis(state.config.cluster.poll_ms),
+        None => timeout,
+    };
+    loop {
+        let waiter = state.waiter(id);
+        let notified = waiter.notify().notified();
+        tokio::pin!(notified);
+        // Enable before reading the store, so a finish between the read and
+        // the wait still wakes us.
+        notified.as_mut().enable();
+        let job = state.store.get(id).await?;
+        match &job {
+            Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
+            _ => return Ok(job),
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(job);
+        }
+        let _ = tokio::time::timeout(recheck.min(deadline - now), notified).await;
     }
-    let _ = tokio::time::timeout(timeout, notified).await;
-    state.store.get(id).await
 }
 
 /// A request's hold on job `id`'s notifier ([`Shared::waiter`]). Dropping

@@ -24,7 +24,10 @@ use uuid::Uuid;
 
 pub use crypto::{KeyError, Keyring};
 pub use location::{StoreLocation, without_password};
-pub use postgres::{MIGRATION_LOCK, PgOptions, PostgresStore};
+pub use postgres::{
+    CANCEL_CHANNEL, FINAL_CHANNEL, MIGRATION_LOCK, NodeRecord, Notice, PgOptions, PostgresStore,
+    QUEUED_CHANNEL, REAP_LOCK, Reaped,
+};
 pub use security::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,
 };
@@ -255,6 +258,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn pending_callbacks(&self) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Checks that the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// The Postgres store behind this one, whose queue is in the database
+    /// (`postgres/cluster.rs`); `None` for SQLite, whose queue stays in the
+    /// server's memory.
+    fn postgres(&self) -> Option<PostgresStore> {
+        None
+    }
 
     /// Stores a new token (its hash, never the secret).
     fn insert_token(&self, token: TokenRecord) -> StoreFuture<'_, ()>;

@@ -9,7 +9,12 @@
 //! unique index on `(tenant, idempotency_key)` with `ON CONFLICT DO NOTHING`,
 //! so two connections inserting the same key at once make one job.
 
+mod cluster;
 mod security;
+
+pub use cluster::{
+    CANCEL_CHANNEL, FINAL_CHANNEL, NodeRecord, Notice, QUEUED_CHANNEL, REAP_LOCK, Reaped,
+};
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -41,9 +46,10 @@ pub const MIGRATION_LOCK: i64 = 0x7374_7269_6374_7079;
 /// that has shipped: append a new one. Version 1 is the SQLite schema as of
 /// its version 2, in Postgres's types: ids sort bytewise (`COLLATE "C"`, as
 /// SQLite compares text), so UUID v7 ids still sort by creation time.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE jobs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE jobs (
         id TEXT COLLATE "C" PRIMARY KEY,
         tenant TEXT NOT NULL,
         idempotency_key TEXT,
@@ -91,7 +97,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_tenant_id ON audit (tenant, id);"#,
-)];
+    ),
+    (2, cluster::MIGRATION),
+];
 
 /// How to reach the database.
 #[derive(Clone, Default)]
@@ -127,6 +135,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Seals the `spec` and `outcome` columns, as in the SQLite store.
     keys: Arc<Keyring>,
+    /// The connection settings, for the `LISTEN` connection outside the pool.
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -180,7 +190,7 @@ impl PostgresStore {
             config.application_name("strictpy");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -194,7 +204,7 @@ impl PostgresStore {
             .create_timeout(Some(timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let store = Self { pool, keys };
+        let store = Self { pool, keys, config };
         store.migrate().await?;
         let client = store.client().await?;
         let newest = client
@@ -554,6 +564,10 @@ impl JobStore for PostgresStore {
             client.simple_query("SELECT 1").await?;
             Ok(())
         })
+    }
+
+    fn postgres(&self) -> Option<PostgresStore> {
+        Some(self.clone())
     }
 
     fn insert_token(&self, token: TokenRecord) -> StoreFuture<'_, ()> {

@@ -358,6 +358,14 @@ impl PgServer {
         }
     }
 
+    /// Runs one SQL statement with [`PgServer::psql`] on database `db` and
+    /// returns its rows, unaligned, one a line, `|` between columns (tests
+    /// read what the store wrote, such as claim counts, straight from the
+    /// database). Panics when psql fails: a test helper.
+    pub fn query(&self, db: &str, sql: &str) -> String {
+        self.psql(db, &[sql]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The database name at the end of a URL made by [`PgServer::url`].
     pub fn database_of(url: &str) -> &str {
         url.rsplit('/').next().unwrap_or_default()

@@ -140,6 +140,7 @@ async fn each_scope_guards_its_endpoints() {
             "admin",
         ),
         (&reader, "GET", "/v1/audit", None, "admin"),
+        (&reader, "GET", "/v1/cluster", None, "admin"),
         (&reader, "DELETE", "/v1/tenants/t", None, "admin"),
         (&reader, "GET", "/v1/tenants/other/export", None, "admin"),
     ];
@@ -171,7 +172,7 @@ async fn each_scope_guards_its_endpoints() {
     let audit = s
         .call("GET", "/v1/audit?event=permission_denied", None)
         .await;
-    assert_eq!(audit.json["events"].as_array().map(Vec::len), Some(11));
+    assert_eq!(audit.json["events"].as_array().map(Vec::len), Some(12));
     s.stop().await;
 }
 

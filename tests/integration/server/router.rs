@@ -545,6 +545,7 @@ async fn probes_metrics_and_openapi() {
         ("/v1/oauth/token/refresh", "post"),
         ("/v1/oauth/revoke", "post"),
         ("/v1/audit", "get"),
+        ("/v1/cluster", "get"),
         ("/v1/tenants/{tenant}/export", "get"),
         ("/v1/tenants/{tenant}", "delete"),
         ("/v1/webhook-secrets", "post"),

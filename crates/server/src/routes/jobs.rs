@@ -317,7 +317,11 @@ async fn submit(
     }
     // Take a queue place first, so a stored job always has one; a replay
     // gives it back when the slot drops.
-    let slot = state.queue.try_reserve().ok_or_else(ApiError::queue_full)?;
+    let slot = state
+        .queue
+        .reserve()
+        .await?
+        .ok_or_else(ApiError::queue_full)?;
     // Count the job against its token before it exists, so two racing
     // submissions cannot both take the last place; anything but a new job
     // gives the place back.
@@ -585,11 +589,35 @@ pub async fn cancel_job(
             .by_user
             .store(true, std::sync::atomic::Ordering::SeqCst);
         running.cancel.cancel();
+    } else if state.queue.database().is_some() {
+        return cancel_elsewhere(&state, id).await;
     }
     let job = wait_final(&state, id, CANCEL_WAIT)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(job_response(&job, false))
+}
+
+/// How often a cancel of a job running on another node is sent again while
+/// the job has not stopped (it may have been claimed a moment before the
+/// first notice reached its node).
+const CANCEL_RESEND: Duration = Duration::from_millis(250);
+
+/// Cancels a job that another node runs: a `NOTIFY` its node acts on,
+/// repeated until the job is final or [`CANCEL_WAIT`] passes.
+async fn cancel_elsewhere(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    loop {
+        state.queue.cancel_elsewhere(id).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let job = wait_final(state, id, CANCEL_RESEND.min(left))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let stopping = !state.accepting.load(std::sync::atomic::Ordering::SeqCst);
+        if job.status.is_final() || left <= CANCEL_RESEND || stopping {
+            return Ok(job_response(&job, false));
+        }
+    }
 }
 
 /// List jobs, newest first.

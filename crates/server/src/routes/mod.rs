@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod cluster;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
@@ -237,6 +238,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::oauth_refresh))
         .routes(routes!(oauth::oauth_revoke))
         .routes(routes!(audit::audit_log))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(tenants::export_tenant))
         .routes(routes!(tenants::erase_tenant))
         .routes(routes!(webhook_secrets::rotate_webhook_secret))

@@ -76,6 +76,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // With the queue in the database the depth is the cluster's, counted
+    // now (a failed count keeps the last one).
+    if let Some(q) = state.queue.database()
+        && let Ok(n) = q.store.queued_count().await
+    {
+        q.set_depth(n);
+    }
     let depth = i64::try_from(state.queue.len()).unwrap_or(i64::MAX);
     state.metrics.queue_depth.set(depth);
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

@@ -1,0 +1,281 @@
+//! Where queued jobs wait for a worker: in this process's memory
+//! ([`JobQueue`], SQLite: one node per store) or in the database
+//! ([`DbQueue`], Postgres: any number of nodes). The workers run one loop
+//! over [`Queue`] whichever it is.
+//!
+//! In the database, a worker claims the oldest queued job itself (`FOR
+//! UPDATE SKIP LOCKED`), holds a lease the node's heartbeat renews
+//! (`cluster.rs`), and finishes the job only while the lease is still its
+//! own. Idle workers sleep until a `NOTIFY` says a job was queued, or
+//! `cluster.poll_ms` passes.
+
+use std::{
+    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use strictpy_store::{JobRecord, PostgresStore, StoreError};
+use strictpy_types::{JobStatus, Outcome};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{
+    AppState, now_ms,
+    workers::{JobQueue, RunningJob, Slot},
+};
+
+/// The job queue of a node.
+#[derive(Debug)]
+pub enum Queue {
+    /// In memory (SQLite).
+    Memory(JobQueue),
+    /// In the database (Postgres).
+    Database(Box<DbQueue>),
+}
+
+/// The queue in a Postgres store, as one node sees it.
+#[derive(Debug)]
+pub struct DbQueue {
+    /// The store whose `jobs` table is the queue.
+    pub store: PostgresStore,
+    /// This node's id, written on its leases.
+    pub node: String,
+    /// Lease length in milliseconds.
+    pub lease_ms: i64,
+    /// How long an idle worker sleeps when nothing wakes it.
+    poll: Duration,
+    /// Most queued jobs in the whole cluster before submissions get `503`.
+    capacity: usize,
+    /// Wakes one idle worker: a job was queued (NOTIFY), or a worker just
+    /// claimed one and there may be more.
+    wake: Notify,
+    /// Set at shutdown: workers stop claiming.
+    closed: AtomicBool,
+    /// Queued jobs in the cluster as last counted (for `/metrics`).
+    depth: AtomicUsize,
+    /// When a claim last failed with a store error, so a database outage
+    /// is logged once a few seconds rather than by every idle worker.
+    last_error_at: AtomicU64,
+}
+
+/// A place in the queue taken before a job is stored.
+#[derive(Debug)]
+pub enum Reservation<'a> {
+    /// A slot of the in-memory queue.
+    Memory(Slot<'a>),
+    /// Nothing to hold: the stored row is the queue entry, and the insert
+    /// trigger wakes a worker.
+    Database,
+}
+
+impl Reservation<'_> {
+    /// Queues the stored job `id`.
+    pub fn push(self, id: Uuid) {
+        if let Self::Memory(slot) = self {
+            slot.push(id);
+        }
+    }
+}
+
+/// What a worker gets from [`Queue::next`].
+#[derive(Debug)]
+pub enum Next {
+    /// A job, already `running` and registered in `running_jobs`.
+    Job(Box<JobRecord>),
+    /// Nothing to run this time (the job was cancelled while queued).
+    Skip,
+    /// The queue is closed: the worker ends.
+    Closed,
+}
+
+impl DbQueue {
+    /// The queue of node `node` in `store`.
+    pub fn new(store: PostgresStore, node: String, config: &crate::Config) -> Self {
+        Self {
+            store,
+            node,
+            lease_ms: config.cluster.lease_ms(),
+            poll: Duration::from_millis(config.cluster.poll_ms),
+            capacity: config.queue_size,
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            depth: AtomicUsize::new(0),
+            last_error_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Wakes one idle worker of this node: a job was queued.
+    pub fn wake_one(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Records the cluster's queue depth as just counted.
+    pub fn set_depth(&self, depth: u64) {
+        self.depth.store(
+            usize::try_from(depth).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Claims jobs until one is found or the queue closes, sleeping between
+    /// tries until woken or the poll period passes.
+    async fn claim(&self, state: &AppState, running: &RunningJob) -> Next {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            // Enabled before the claim, so a NOTIFY that arrives while the
+            // claim runs is not lost.
+            woken.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) {
+                return Next::Closed;
+            }
+            match self.store.claim(&self.node, self.lease_ms, now_ms()).await {
+                Ok(Some(record)) => {
+                    state.running_jobs().insert(record.id, running.clone());
+                    // There may be more: let another idle worker look.
+                    self.wake.notify_one();
+                    return Next::Job(Box::new(record));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let now = u64::try_from(now_ms()).unwrap_or(0);
+                    let last = self.last_error_at.swap(now, Ordering::Relaxed);
+                    if now.saturating_sub(last) > 5_000 {
+                        tracing::warn!(error = %e, "cannot claim a job");
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(self.poll, woken).await;
+        }
+    }
+}
+
+impl Queue {
+    /// Takes a place for a job about to be stored, or `None` when the queue
+    /// is full (in the database: as many jobs queued, cluster-wide, as
+    /// `queue_size`) or closed.
+    pub async fn reserve(&self) -> Result<Option<Reservation<'_>>, StoreError> {
+        match self {
+            Self::Memory(q) => Ok(q.try_reserve().map(Reservation::Memory)),
+            Self::Database(q) => {
+                if q.closed.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                // Counted, not reserved: nodes that race may overshoot the
+                // cap by the submissions in flight, never by more.
+                let queued = q.store.queued_count().await?;
+                q.set_depth(queued);
+                Ok((queued < q.capacity as u64).then_some(Reservation::Database))
+            }
+        }
+    }
+
+    /// Queues a job found in the store at start-up (in memory only: in the
+    /// database it is still queued where it is).
+    pub fn push_recovered(&self, id: Uuid) {
+        if let Self::Memory(q) = self {
+            q.push_recovered(id);
+        }
+    }
+
+    /// Drops a job cancelled while queued from the in-memory queue (in the
+    /// database, the store's update to `cancelled` already did).
+    pub fn remove(&self, id: Uuid) -> bool {
+        match self {
+            Self::Memory(q) => q.remove(id),
+            Self::Database(_) => false,
+        }
+    }
+
+    /// Stops handing out jobs; queued ones stay in the store.
+    pub fn close(&self) {
+        match self {
+            Self::Memory(q) => q.close(),
+            Self::Database(q) => {
+                q.closed.store(true, Ordering::SeqCst);
+                q.wake.notify_waiters();
+            }
+        }
+    }
+
+    /// Jobs waiting for a worker (in the database: in the whole cluster, as
+    /// last counted).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Memory(q) => q.len(),
+            Self::Database(q) => q.depth.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True when no job waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The database queue, if this node has one.
+    pub fn database(&self) -> Option<&DbQueue> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Database(q) => Some(q.as_ref()),
+        }
+    }
+
+    /// The next job for a worker thread, blocking it until there is one.
+    /// The job is registered in `running_jobs` under `running` before it
+    /// can be cancelled by id.
+    pub fn next(&self, state: &AppState, running: &RunningJob) -> Next {
+        match self {
+            Self::Memory(q) => {
+                let Some(id) = q.pop() else {
+                    return Next::Closed;
+                };
+                // Register before claiming, so a DELETE that finds the job
+                // running always finds its cancel handle too.
+                state.running_jobs().insert(id, running.clone());
+                let started = crate::workers::retrying(state, id, "start", || {
+                    state.runtime.block_on(state.store.start(id, now_ms()))
+                });
+                match started {
+                    Ok(Some(record)) => return Next::Job(Box::new(record)),
+                    Ok(None) => {} // Cancelled while queued.
+                    Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
+                }
+                state.running_jobs().remove(&id);
+                Next::Skip
+            }
+            Self::Database(q) => state.runtime.block_on(q.claim(state, running)),
+        }
+    }
+
+    /// Records a job's final state: only while the job is still `running`
+    /// (in the database: still under this node's lease). False otherwise.
+    pub fn finish(
+        &self,
+        state: &AppState,
+        id: Uuid,
+        status: JobStatus,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(_) => {
+                state
+                    .runtime
+                    .block_on(state.store.finish(id, status, outcome.clone(), now_ms()))
+            }
+            Self::Database(q) => {
+                state
+                    .runtime
+                    .block_on(q.store.finish_owned(id, &q.node, status, outcome, now_ms()))
+            }
+        }
+    }
+
+    /// Asks the node running job `id` to interrupt it, when that is not
+    /// this node (in memory there is no other node).
+    pub async fn cancel_elsewhere(&self, id: Uuid) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Database(q) => q.store.notify_cancel(id).await,
+        }
+    }
+}

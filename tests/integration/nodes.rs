@@ -1,0 +1,463 @@
+//! Several real `strictpy serve` processes on one PostgreSQL database, the
+//! queue in the database: 2,000 jobs round-robin to three nodes with one
+//! SIGKILLed mid-run; cancel, `wait: true` and idempotency across two nodes.
+//! Claim counts and lease owners are read from the database itself.
+//!
+//! (A small local helper starts the nodes; the cluster harness of
+//! `tests/integration/cluster/` may replace it.)
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use strictpy_testpg::PgServer;
+
+use crate::server::{admin_client, warm_guest_cache};
+
+/// A `strictpy serve` node.
+struct Node {
+    /// The process.
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    /// Its node id, as written on its leases.
+    id: String,
+    /// Its data dir.
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node on `url` with `workers` workers. `keys` is the key
+    /// file of the first node (every node must share the keys); `None`
+    /// for the first node, which makes it and the admin token.
+    fn start(url: &str, workers: usize, keys: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        warm_guest_cache();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers"])
+            .arg(workers.to_string())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("STRICTPY_STORE_URL", url)
+            .env("STRICTPY_GUEST", crate::guest_path())
+            .env_remove("STRICTPY_ENCRYPTION_KEY")
+            .env("STRICTPY_QUEUE_SIZE", "10000")
+            .env("STRICTPY_RATE_LIMIT__REQUESTS_PER_MINUTE", "10000000")
+            .env("STRICTPY_RATE_LIMIT__BURST", "100000")
+            .env("STRICTPY_RATE_LIMIT__CONCURRENT_JOBS", "100000")
+            .env("STRICTPY_CLUSTER__LEASE_SECS", "3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(keys) = keys {
+            command.env("STRICTPY_ENCRYPTION__KEY_FILE", keys);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn strictpy serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("strictpy: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        let id = std::fs::read_to_string(dir.path().join("node-id"))
+            .expect("the node writes its id")
+            .trim()
+            .to_owned();
+        Self {
+            child,
+            base,
+            id,
+            _dir: dir,
+        }
+    }
+
+    /// The key file of this (first) node.
+    fn key_file(&self) -> PathBuf {
+        self._dir.path().join("encryption-keys")
+    }
+
+    /// An admin client (the first node's token).
+    fn admin(&self) -> reqwest::Client {
+        admin_client(self._dir.path())
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test binary's Postgres server and a fresh database on it, or `None`
+/// (skipped, as `strictpy_testpg::server` says) without PostgreSQL.
+fn database() -> Option<(&'static PgServer, String)> {
+    let pg = strictpy_testpg::server()?;
+    let db = pg.fresh_database();
+    Some((pg, db))
+}
+
+/// One number from a one-row, one-column query.
+fn count(pg: &PgServer, db: &str, sql: &str) -> i64 {
+    pg.query(db, sql)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> reqwest::Result<(StatusCode, Value)> {
+    let reply = client
+        .post(format!("{base}/v1/jobs"))
+        .json(body)
+        .send()
+        .await?;
+    let status = reply.status();
+    Ok((status, reply.json().await.unwrap_or(Value::Null)))
+}
+
+async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/jobs/{id}"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Polls `base` until job `id` satisfies `done` (bounded).
+async fn until(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..1500 {
+        let job = get(client, base, id).await;
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} never reached the expected state");
+}
+
+fn owner(pg: &PgServer, db: &str, id: &str) -> String {
+    pg.query(
+        db,
+        &format!("SELECT lease_owner FROM jobs WHERE id = '{id}'"),
+    )
+    .trim()
+    .to_owned()
+}
+
+/// 2,000 hello jobs round-robin to three nodes, one node SIGKILLed while it
+/// runs a job and while hundreds are queued: every accepted job ends final,
+/// none is claimed twice, and the dead node's running jobs end `failed`
+/// (`internal`) naming the node, once its lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_two_thousand_jobs_one_killed() {
+    let Some((pg, db)) = database() else { return };
+    let url = pg.url(&db);
+    let first = Node::start(&url, 2, None, &[]);
+    let keys = first.key_file();
+    let mut nodes = [
+        first,
+        Node::start(&url, 2, Some(&keys), &[]),
+        Node::start(&url, 2, Some(&keys), &[]),
+    ];
+    let client = nodes[0].admin();
+    let cluster: Value = client
+        .get(format!("{}/v1/cluster", nodes[0].base))
+        .send()
+        .await
+        .expect("GET /v1/cluster")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cluster["queue"], "database", "{cluster}");
+    assert_eq!(
+        cluster["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{cluster}"
+    );
+
+    // A job that runs until its node dies; the node that claims it is the
+    // one killed.
+    let (status, spinner) = post(
+        &client,
+        &nodes[1].base,
+        &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 60000}}),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let spinner = spinner["id"].as_str().expect("id").to_owned();
+    until(&client, &nodes[1].base, &spinner, |j| {
+        j["status"] == "running"
+    })
+    .await;
+    let victim_id = owner(pg, &db, &spinner);
+    let victim = nodes
+        .iter()
+        .position(|n| n.id == victim_id)
+        .unwrap_or_else(|| panic!("no node is {victim_id}"));
+
+    let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.base.clone()).collect());
+    let hello = json!({"code": "print('hi')"});
+    let submit = |from: usize, to: usize, dead: Option<usize>| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in 0..8 {
+            let client = client.clone();
+            let bases = bases.clone();
+            let hello = hello.clone();
+            tasks.spawn(async move {
+                let mut accepted = Vec::new();
+                for n in (from + lane..to).step_by(8) {
+                    // Round-robin; a client of a dead node tries the next.
+                    let mut target = n % 3;
+                    if Some(target) == dead {
+                        target = (target + 1) % 3;
+                    }
+                    match post(&client, &bases[target], &hello).await {
+                        Ok((StatusCode::ACCEPTED, job)) => {
+                            accepted.push(job["id"].as_str().expect("id").to_owned());
+                        }
+                        Ok((status, body)) => panic!("POST answered {status}: {body}"),
+                        Err(e) => panic!("POST to {}: {e}", bases[target]),
+                    }
+                }
+                accepted
+            });
+        }
+        tasks
+    };
+    let mut accepted = Vec::new();
+    let mut first_half = submit(0, 1000, None);
+    while let Some(ids) = first_half.join_next().await {
+        accepted.extend(ids.expect("submitter"));
+    }
+    let queued_at_kill = count(pg, &db, "SELECT COUNT(*) FROM jobs WHERE status = 'queued'");
+    nodes[victim].kill_9();
+    let killed_at = Instant::now();
+    let mut second_half = submit(1000, 2000, Some(victim));
+    while let Some(ids) = second_half.join_next().await {
+        accepted.extend(ids.expect("submitter"));
+    }
+    assert_eq!(accepted.len(), 2000);
+
+    // The spinner ends once its lease expires (3 s) and a live node reaps it.
+    let live = &nodes[(victim + 1) % 3].base;
+    let reaped = until(&client, live, &spinner, |j| j["status"] != "running").await;
+    let resolved_after = killed_at.elapsed();
+    assert_eq!(reaped["status"], "failed", "{reaped}");
+    assert_eq!(reaped["error"]["kind"], "internal", "{reaped}");
+    let message = reaped["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&victim_id) && message.contains("stopped renewing its lease"),
+        "{reaped}"
+    );
+
+    // Every accepted job reaches a final state.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let open = count(
+            pg,
+            &db,
+            "SELECT COUNT(*) FROM jobs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')",
+        );
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} jobs never became final");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids: Vec<String> = accepted.iter().map(|id| format!("'{id}'")).collect();
+    let listed = ids.join(",");
+    assert_eq!(
+        count(
+            pg,
+            &db,
+            &format!("SELECT COUNT(*) FROM jobs WHERE id IN ({listed})")
+        ),
+        2000,
+        "every accepted job is stored"
+    );
+    // No job was claimed (started) twice, and every job was claimed once
+    // except the dead node's, which were failed, never re-run.
+    assert_eq!(
+        count(pg, &db, "SELECT COUNT(*) FROM jobs WHERE attempts > 1"),
+        0
+    );
+    assert_eq!(
+        count(
+            pg,
+            &db,
+            &format!("SELECT COUNT(*) FROM jobs WHERE id IN ({listed}) AND attempts = 1")
+        ),
+        2000
+    );
+    // Only the dead node's running jobs failed, each naming it.
+    let failed = pg.query(
+        &db,
+        "SELECT id, lease_owner FROM jobs WHERE status = 'failed'",
+    );
+    for line in failed.lines() {
+        let (id, node) = line.split_once('|').expect("two columns");
+        assert_eq!(node, victim_id, "job {id} failed on a live node");
+        let job = get(&client, live, id).await;
+        assert_eq!(job["error"]["kind"], "internal", "{job}");
+    }
+    let succeeded = count(
+        pg,
+        &db,
+        "SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'",
+    );
+    assert_eq!(succeeded + failed.lines().count() as i64, 2001, "{failed}");
+    let by_node = pg.query(
+        &db,
+        "SELECT lease_owner, COUNT(*) FROM jobs GROUP BY lease_owner ORDER BY lease_owner",
+    );
+    eprintln!(
+        "three nodes: {queued_at_kill} queued at the kill, the dead node's running jobs \
+         resolved {:.1} s after kill -9; jobs per node:\n{by_node}",
+        resolved_after.as_secs_f64()
+    );
+}
+
+/// Two nodes, one worker each and polling off (`cluster.poll_ms` a
+/// minute), so only `NOTIFY` can move things: a job queued on A runs on B
+/// while A is busy; A's `wait: true` request answers when B finishes; a
+/// `DELETE` sent to B interrupts the job running on A; and one idempotency
+/// key sent to both at once makes one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_wait_and_idempotency_across_two_nodes() {
+    let Some((pg, db)) = database() else { return };
+    let url = pg.url(&db);
+    let slow = [("STRICTPY_CLUSTER__POLL_MS", "60000")];
+    let a = Node::start(&url, 1, None, &slow);
+    let b = Node::start(&url, 1, Some(&a.key_file()), &slow);
+    let client = a.admin();
+
+    // Occupy one node's only worker with a spinner.
+    let (_, spinner) = post(
+        &client,
+        &a.base,
+        &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}}),
+    )
+    .await
+    .expect("POST");
+    let spinner = spinner["id"].as_str().expect("id").to_owned();
+    until(&client, &a.base, &spinner, |j| j["status"] == "running").await;
+    let (busy, free) = if owner(pg, &db, &spinner) == a.id {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+
+    // `wait: true` on the busy node: the free node runs it, and the held
+    // request answers once it is final.
+    let (status, job) = post(
+        &client,
+        &busy.base,
+        &json!({"code": "print(6 * 7)", "wait": true}),
+    )
+    .await
+    .expect("POST wait");
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["stdout"], "42\n");
+    let id = job["id"].as_str().expect("id");
+    assert_eq!(owner(pg, &db, id), free.id, "the free node ran it");
+
+    let cluster: Value = client
+        .get(format!("{}/v1/cluster", free.base))
+        .send()
+        .await
+        .expect("GET /v1/cluster")
+        .json()
+        .await
+        .expect("json");
+    let nodes = cluster["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{cluster}");
+    let listed = nodes
+        .iter()
+        .find(|n| n["id"] == busy.id.as_str())
+        .expect("the busy node is listed");
+    assert_eq!(listed["running_jobs"], 1, "{cluster}");
+    assert_eq!(listed["alive"], true, "{cluster}");
+
+    // Cancel through the other node.
+    let reply = client
+        .delete(format!("{}/v1/jobs/{spinner}", free.base))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(reply.status(), StatusCode::OK);
+    let cancelled: Value = reply.json().await.expect("json");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["error"]["kind"], "cancelled", "{cancelled}");
+
+    // One key, both nodes at once: one job.
+    let keyed = json!({"code": "print('once')", "idempotency_key": "same-key-both-nodes"});
+    let (one, two) = tokio::join!(
+        post(&client, &a.base, &keyed),
+        post(&client, &b.base, &keyed)
+    );
+    let (one, two) = (one.expect("POST A"), two.expect("POST B"));
+    assert_eq!(one.1["id"], two.1["id"], "{one:?} {two:?}");
+    assert_eq!(
+        count(
+            pg,
+            &db,
+            "SELECT COUNT(*) FROM jobs WHERE idempotency_key = 'same-key-both-nodes'"
+        ),
+        1
+    );
+    let id = one.1["id"].as_str().expect("id");
+    let done = until(&client, &b.base, id, |j| j["status"] == "succeeded").await;
+    assert_eq!(done["stdout"], "once\n");
+    assert_eq!(
+        count(pg, &db, "SELECT COUNT(*) FROM jobs WHERE attempts > 1"),
+        0
+    );
+}
+
+/// On SQLite the queue is in memory and `/v1/cluster` answers the one
+/// local node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_of_a_sqlite_server_is_its_one_node() {
+    let s = crate::server::TestServer::start(|_| {}).await;
+    let reply = s.call("GET", "/v1/cluster", None).await;
+    assert_eq!(reply.status, axum::http::StatusCode::OK, "{}", reply.json);
+    assert_eq!(reply.json["queue"], "memory");
+    let nodes = reply.json["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["workers"], 2);
+    assert_eq!(nodes[0]["free"], 2);
+    assert_eq!(nodes[0]["alive"], true);
+    s.stop().await;
+}
