@@ -325,6 +325,25 @@ impl PgServer {
         bytes
     }
 
+    /// Runs `sql` on database `db` with `psql` (unaligned, tuples only,
+    /// stopping at the first error) and returns its stdout.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bindir.join("psql"))
+            .arg(self.url(db))
+            .args(["-X", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "psql {sql:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     /// The database name at the end of a URL made by [`PgServer::url`].
     pub fn database_of(url: &str) -> &str {
         url.rsplit('/').next().unwrap_or_default()
