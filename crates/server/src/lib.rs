@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod drain;
+pub mod duties;
 pub mod error;
 pub mod http;
 pub mod limits;
@@ -327,7 +328,7 @@ impl Server {
             queue: JobQueue::new(config.queue_size),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
-            metrics: Metrics::new(),
+            metrics: Metrics::per_node(&config.rate_limit),
             webhooks,
             accepting: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
@@ -350,8 +351,14 @@ impl Server {
         for id in &recovery.queued {
             state.queue.push_recovered(*id);
         }
-        for job in state.store.pending_callbacks().await? {
-            state.spawn_webhook(job.id);
+        // On a shared store the sweep claims what dead nodes left pending
+        // (`duties.rs`); one process delivers all of it now.
+        if state.store.is_shared() {
+            duties::spawn(&state);
+        } else {
+            for job in state.store.pending_callbacks().await? {
+                state.spawn_webhook(job.id);
+            }
         }
         if !recovery.queued.is_empty() || !recovery.interrupted.is_empty() {
             tracing::info!(

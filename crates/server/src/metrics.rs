@@ -57,6 +57,12 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests refused with `429`.
     pub rate_limited: Counter,
+    /// The default sustained requests per minute a token may make to THIS
+    /// node: request buckets are per node, so across N nodes behind a load
+    /// balancer a token's rate is at most N times this (docs/scale-out.md).
+    pub token_rate_per_node: Gauge,
+    /// The default burst of a token's bucket on this node.
+    pub token_burst_per_node: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,6 +85,18 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let auth_failures = Counter::default();
         let rate_limited = Counter::default();
+        let token_rate_per_node = Gauge::default();
+        let token_burst_per_node = Gauge::default();
+        registry.register(
+            "token_requests_per_minute_per_node",
+            "Default sustained requests per minute per token on this node (buckets are per node)",
+            token_rate_per_node.clone(),
+        );
+        registry.register(
+            "token_burst_per_node",
+            "Default burst per token on this node (buckets are per node)",
+            token_burst_per_node.clone(),
+        );
         registry.register(
             "auth_failures",
             "Requests with a bad bearer token",
@@ -136,7 +154,19 @@ impl Metrics {
             deliveries,
             auth_failures,
             rate_limited,
+            token_rate_per_node,
+            token_burst_per_node,
         }
+    }
+
+    /// [`Metrics::new`] with this node's request-bucket settings exposed.
+    pub fn per_node(rate: &crate::config::RateLimitConfig) -> Self {
+        let metrics = Self::new();
+        metrics
+            .token_rate_per_node
+            .set(i64::from(rate.requests_per_minute));
+        metrics.token_burst_per_node.set(i64::from(rate.burst));
+        metrics
     }
 
     /// Counts a job that reached `status`; `latency_s` is acceptance to end.

@@ -9,6 +9,7 @@
 //! unique index on `(tenant, idempotency_key)` with `ON CONFLICT DO NOTHING`,
 //! so two connections inserting the same key at once make one job.
 
+mod duties;
 mod security;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -24,8 +25,8 @@ use crate::rows::{
     queued_record, seal_json, to_json,
 };
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
-    NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, Created, Erased, JobCap, JobRecord, JobStore, ListQuery,
+    LockoutRule, NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
 /// The key of the advisory lock migrations run under (an arbitrary constant:
@@ -38,9 +39,10 @@ pub const MIGRATION_LOCK: i64 = 0x7374_7269_6374_7079;
 /// that has shipped: append a new one. Version 1 is the SQLite schema as of
 /// its version 2, in Postgres's types: ids sort bytewise (`COLLATE "C"`, as
 /// SQLite compares text), so UUID v7 ids still sort by creation time.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE jobs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE jobs (
         id TEXT COLLATE "C" PRIMARY KEY,
         tenant TEXT NOT NULL,
         idempotency_key TEXT,
@@ -88,7 +90,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_tenant_id ON audit (tenant, id);"#,
-)];
+    ),
+    // What several nodes need: delivery claims, the token and lockout
+    // indexes and tables (`duties.rs`).
+    (2, duties::MIGRATION),
+];
 
 /// How to reach the database.
 #[derive(Clone, Default)]
@@ -633,5 +639,52 @@ impl JobStore for PostgresStore {
         self.with(move |mut client, _| async move {
             security::erase_tenant(&mut client, &tenant, &replacement, at).await
         })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool> {
+        self.with(move |client, _| async move { duties::insert_first_token(client, &token).await })
+    }
+
+    fn create_capped(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
+        self.with(move |client, keys| async move {
+            duties::create_capped(client, keys, job, &cap).await
+        })
+    }
+
+    fn claim_callback(&self, id: Uuid, owner: String, lease_ms: i64) -> StoreFuture<'_, bool> {
+        self.with(move |client, _| async move {
+            duties::claim_callback(&client, id, &owner, lease_ms).await
+        })
+    }
+
+    fn claim_pending_callbacks(
+        &self,
+        owner: String,
+        lease_ms: i64,
+        unclaimed_ms: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Uuid>> {
+        self.with(move |client, _| async move {
+            duties::claim_pending_callbacks(&client, &owner, lease_ms, unclaimed_ms, limit).await
+        })
+    }
+
+    fn record_auth_failure(
+        &self,
+        ip: String,
+        at: i64,
+        rule: LockoutRule,
+    ) -> StoreFuture<'_, Option<i64>> {
+        self.with(move |mut client, _| async move {
+            duties::record_auth_failure(&mut client, &ip, at, rule).await
+        })
+    }
+
+    fn locked_until(&self, ip: String, at: i64) -> StoreFuture<'_, Option<i64>> {
+        self.with(move |client, _| async move { duties::locked_until(&client, &ip, at).await })
     }
 }
