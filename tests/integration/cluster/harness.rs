@@ -35,7 +35,7 @@ pub(crate) struct Spec {
 
 impl Spec {
     /// `nodes` nodes of one worker each, quick webhook retries, loopback
-    /// callbacks allowed.
+    /// callbacks allowed, request buckets large enough for polling.
     pub(crate) fn new(nodes: usize) -> Self {
         Self {
             nodes,
@@ -46,6 +46,10 @@ impl Spec {
                 ("STRICTPY_WEBHOOK__BACKOFF_BASE_MS", "20"),
                 ("STRICTPY_WEBHOOK__BACKOFF_MAX_MS", "200"),
                 ("STRICTPY_SHUTDOWN_GRACE_MS", "5000"),
+                // Tests poll every 20 ms with the admin token; the default
+                // bucket (600 a minute) would refuse them.
+                ("STRICTPY_RATE_LIMIT__REQUESTS_PER_MINUTE", "60000"),
+                ("STRICTPY_RATE_LIMIT__BURST", "1000"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .to_vec(),
