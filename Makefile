@@ -9,7 +9,7 @@ GUEST_WASM  := target/guest/strictpy-guest.wasm
 STRICTPY    := target/release/strictpy
 export STRICTPY_GUEST := $(abspath $(GUEST_WASM))
 
-.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot soak corpus-native
+.PHONY: all toolchain guest build run example test client-test contract-test lint fmt fuzz bench clean postgres web web-test ui-screenshot soak corpus-native cluster
 
 all: build
 
@@ -162,6 +162,12 @@ $(NATIVE_RUSTPYTHON):
 
 corpus-native: $(NATIVE_RUSTPYTHON)
 	python3 tests/corpus/native.py $(NATIVE_RUSTPYTHON)
+
+# Three `strictpy serve` nodes on one throwaway local PostgreSQL (installed
+# if missing), on loopback ports; prints their addresses and the admin
+# token. Ctrl-C stops everything. NODES=5 or WORKERS=2 change the shape.
+cluster: build postgres
+	bash scripts/cluster.sh
 
 # A short fuzzing smoke run of the analyzer (not part of `make test`).
 fuzz:

@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 
 mod bench;
 mod cli;
+mod cluster;
 mod escapes;
 mod fidelity;
 mod isolation;

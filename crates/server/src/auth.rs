@@ -419,6 +419,61 @@ fn not_locked_out(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
     }
 }
 
+/// [`not_locked_out`], and on a store several nodes share, the lockout the
+/// failures recorded by every node started (one indexed read).
+async fn not_locked_out_anywhere(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    not_locked_out(state, ip)?;
+    if !state.store.is_shared() {
+        return Ok(());
+    }
+    let now = crate::now_ms();
+    match state.store.locked_until(ip.to_string(), now).await? {
+        Some(until) => {
+            let left = u64::try_from(until.saturating_sub(now)).unwrap_or(0);
+            Err(refused(
+                state,
+                Refusal::LockedOut {
+                    retry_after: left.div_ceil(1000).max(1),
+                },
+                Event::new("locked_out").ip(ip),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Records a bad credential from `ip` in a shared store, where every node's
+/// failures count towards one lockout; audits the lockout it starts. In the
+/// background, so the `401` does not wait on it.
+fn record_failure_in_store(state: &AppState, ip: IpAddr) {
+    let lockout = state.config.lockout;
+    let secs_ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let rule = strictpy_store::LockoutRule {
+        max_failures: lockout.max_failures,
+        window_ms: secs_ms(lockout.window_secs),
+        duration_ms: secs_ms(lockout.duration_secs),
+    };
+    let state = state.clone();
+    state.runtime.clone().spawn(async move {
+        match state
+            .store
+            .record_auth_failure(ip.to_string(), crate::now_ms(), rule)
+            .await
+        {
+            Ok(Some(_)) => state
+                .audit
+                .record(Event::new("locked_out").ip(ip).details(json!({
+                    "failures": lockout.max_failures,
+                    "window_secs": lockout.window_secs,
+                    "duration_secs": lockout.duration_secs,
+                    "across_nodes": true,
+                }))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot record a failed authentication"),
+        }
+    });
+}
+
 /// Counts a request without valid credentials against its IP's bucket, and
 /// refuses locked-out IPs.
 pub fn unauthenticated(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
@@ -438,7 +493,9 @@ pub fn failed(state: &AppState, ip: IpAddr, why: Rejection, token_id: Option<Str
     event.token_id = token_id;
     state.audit.record(event);
     state.metrics.auth_failures.inc();
-    if state.guard.auth_failed(ip) {
+    if state.store.is_shared() {
+        record_failure_in_store(state, ip);
+    } else if state.guard.auth_failed(ip) {
         state
             .audit
             .record(Event::new("locked_out").ip(ip).details(json!({
@@ -481,7 +538,7 @@ impl FromRequestParts<AppState> for Auth {
                 false,
             ));
         };
-        not_locked_out(state, ip)?;
+        not_locked_out_anywhere(state, ip).await?;
         let record = match verify(state, token, &[TokenKind::Api, TokenKind::Access]).await? {
             Ok(record) => record,
             Err((why, id)) => {
@@ -501,7 +558,7 @@ async fn from_session(
     session: &str,
     ip: IpAddr,
 ) -> Result<Principal, ApiError> {
-    not_locked_out(state, ip)?;
+    not_locked_out_anywhere(state, ip).await?;
     let record = match verify(state, session, &[TokenKind::Session]).await? {
         Ok(record) => record,
         Err((why, id)) => {
@@ -560,6 +617,11 @@ fn admit(state: &AppState, record: TokenRecord, ip: IpAddr) -> Result<Principal,
 
 /// Makes the admin token on the first start with an empty store: it is
 /// printed once to stderr and written to `<data_dir>/admin-token` (0600).
+/// Nodes that start at once on one empty database make exactly one: the
+/// insert is conditional and atomic ([`JobStore::insert_first_token`]), and
+/// only the node whose insert went in keeps its file and prints it.
+///
+/// [`JobStore::insert_first_token`]: strictpy_store::JobStore::insert_first_token
 pub async fn bootstrap(state: &AppState, data_dir: &Path) -> Result<Option<String>, ApiError> {
     if state.store.has_tokens().await? {
         return Ok(None);
@@ -581,7 +643,18 @@ pub async fn bootstrap(state: &AppState, data_dir: &Path) -> Result<Option<Strin
     let _ = std::fs::remove_file(&path);
     crate::webhook::write_private(&path, format!("{}\n", token.secret).as_bytes())
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
-    state.store.insert_token(token.record.clone()).await?;
+    let inserted = state
+        .store
+        .insert_first_token(token.record.clone())
+        .await
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
+    if !inserted {
+        // Another node made it first; this secret was never valid.
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
     state.audit.record(
         Event::new("token_created")
             .tenant(&token.record.tenant)

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod drain;
+pub mod duties;
 pub mod error;
 pub mod fuzzing;
 pub mod http;
@@ -388,7 +389,7 @@ impl Server {
             started_at: now_ms(),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
-            metrics: Metrics::new(),
+            metrics: Metrics::per_node(&config.rate_limit),
             webhooks,
             accepting: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
@@ -418,8 +419,14 @@ impl Server {
         for id in &recovery.queued {
             state.queue.push_recovered(*id);
         }
-        for job in state.store.pending_callbacks().await? {
-            state.spawn_webhook(job.id);
+        // On a shared store the sweep claims what dead nodes left pending
+        // (`duties.rs`); one process delivers all of it now.
+        if state.store.is_shared() {
+            duties::spawn(&state);
+        } else {
+            for job in state.store.pending_callbacks().await? {
+                state.spawn_webhook(job.id);
+            }
         }
         if !recovery.queued.is_empty() || !recovery.interrupted.is_empty() {
             tracing::info!(

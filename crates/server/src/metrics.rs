@@ -62,6 +62,12 @@ pub struct Metrics {
     pub waiters: Gauge,
     /// Tasks alive on the async runtime; set on every scrape.
     pub alive_tasks: Gauge,
+    /// The default sustained requests per minute a token may make to THIS
+    /// node: request buckets are per node, so across N nodes behind a load
+    /// balancer a token's rate is at most N times this (docs/scale-out.md).
+    pub token_rate_per_node: Gauge,
+    /// The default burst of a token's bucket on this node.
+    pub token_burst_per_node: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +101,17 @@ impl Metrics {
             "runtime_alive_tasks",
             "Tasks alive on the async runtime",
             alive_tasks.clone(),
+        let token_rate_per_node = Gauge::default();
+        let token_burst_per_node = Gauge::default();
+        registry.register(
+            "token_requests_per_minute_per_node",
+            "Default sustained requests per minute per token on this node (buckets are per node)",
+            token_rate_per_node.clone(),
+        );
+        registry.register(
+            "token_burst_per_node",
+            "Default burst per token on this node (buckets are per node)",
+            token_burst_per_node.clone(),
         );
         registry.register(
             "auth_failures",
@@ -155,7 +172,19 @@ impl Metrics {
             rate_limited,
             waiters,
             alive_tasks,
+            token_rate_per_node,
+            token_burst_per_node,
         }
+    }
+
+    /// [`Metrics::new`] with this node's request-bucket settings exposed.
+    pub fn per_node(rate: &crate::config::RateLimitConfig) -> Self {
+        let metrics = Self::new();
+        metrics
+            .token_rate_per_node
+            .set(i64::from(rate.requests_per_minute));
+        metrics.token_burst_per_node.set(i64::from(rate.burst));
+        metrics
     }
 
     /// Counts a job that reached `status`; `latency_s` is acceptance to end.

@@ -234,7 +234,16 @@ pub struct Webhooks {
     secret_file: Option<std::path::PathBuf>,
     /// Retry and reach settings.
     config: WebhookConfig,
+    /// Who this process is when it claims a delivery in a shared store
+    /// (random per start, so a restarted node does not inherit the claims
+    /// of its previous life).
+    owner: String,
 }
+
+/// How long a delivery claim outlives the attempt it covers: the slack for
+/// a slow store write after the attempt. Leases are on the database's
+/// clock, so nodes' clocks need not agree.
+pub const CLAIM_MARGIN_MS: u64 = 3_000;
 
 impl Webhooks {
     /// Builds the client and loads (or creates) the secret.
@@ -267,7 +276,40 @@ impl Webhooks {
             secrets: std::sync::RwLock::new(secrets),
             secret_file,
             config: config.clone(),
+            owner: Uuid::new_v4().to_string(),
         })
+    }
+
+    /// Who this process is in delivery claims.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How long one claim lasts: the longest backoff, one attempt's timeout
+    /// and [`CLAIM_MARGIN_MS`]. A claim is renewed before every attempt.
+    pub fn claim_ms(&self) -> i64 {
+        let ms = self
+            .config
+            .backoff_max_ms
+            .saturating_add(self.config.timeout_ms)
+            .saturating_add(CLAIM_MARGIN_MS);
+        i64::try_from(ms).unwrap_or(i64::MAX)
+    }
+
+    /// Claims (or renews) job `id`'s delivery for this process; false when
+    /// another node holds it. A store error counts as not claimed: the
+    /// sweep of some node retries once the claim expires.
+    async fn claim(&self, store: &dyn JobStore, id: Uuid) -> bool {
+        match store
+            .claim_callback(id, self.owner.clone(), self.claim_ms())
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "webhook: cannot claim the delivery");
+                false
+            }
+        }
     }
 
     /// The active secrets, newest first.
@@ -322,7 +364,15 @@ impl Webhooks {
     }
 
     /// Delivers job `id`'s final state, recording every attempt on the job.
+    /// Each attempt is made under this process's claim on the delivery (see
+    /// [`JobStore::claim_callback`]), so on a store several nodes share,
+    /// exactly one node delivers it; the job is read after the claim, so a
+    /// delivery another node finished is not repeated.
     pub async fn deliver(&self, store: &dyn JobStore, metrics: &Metrics, id: Uuid, body: Vec<u8>) {
+        if !self.claim(store, id).await {
+            tracing::debug!(%id, "webhook: another node holds the delivery");
+            return;
+        }
         let Ok(Some(job)) = store.get(id).await else {
             tracing::warn!(%id, "webhook: job not found");
             return;
@@ -335,6 +385,10 @@ impl Webhooks {
         }
         let start = u32::try_from(callback.attempts.len()).unwrap_or(u32::MAX);
         for n in start..self.config.max_attempts {
+            if n > start && !self.claim(store, id).await {
+                tracing::warn!(%id, "webhook: the claim was lost; another node goes on");
+                return;
+            }
             if n > 0 {
                 tokio::time::sleep(self.backoff(n)).await;
             }

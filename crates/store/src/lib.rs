@@ -8,6 +8,7 @@
 //! text, timestamps as Unix milliseconds; `rows.rs` holds what the two
 //! share above their drivers.
 
+mod cluster;
 pub mod crypto;
 mod location;
 mod postgres;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use strictpy_types::{JobStatus, Limits, Outcome};
 use uuid::Uuid;
 
+pub use cluster::{JobCap, LockoutRule};
 pub use crypto::{KeyError, Keyring};
 pub use location::{StoreLocation, without_password};
 pub use postgres::{
@@ -304,4 +306,63 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// `replacement` (and drops client IPs) in the audit log and tokens.
     fn erase_tenant(&self, tenant: String, replacement: String, at: i64)
     -> StoreFuture<'_, Erased>;
+
+    // What several nodes on one store need (`cluster.rs`). The defaults are
+    // one process's behaviour, which is all SQLite needs.
+
+    /// True when several server processes may use this store at once
+    /// (PostgreSQL): claims, caps and lockouts then live in the database.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Inserts `token` only if the store has no token yet (the first-start
+    /// admin token), atomically across processes; false if one exists.
+    fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool>;
+    /// [`JobStore::create`], unless `cap.budget_key` already has
+    /// `cap.limit` jobs queued or running in the store: then `None` (or the
+    /// existing job when the idempotency key replays one). The count and
+    /// the insert are atomic across processes.
+    fn create_capped(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
+        let _ = cap;
+        let created = self.create(job);
+        Box::pin(async move { created.await.map(Some) })
+    }
+    /// Claims (or renews) the webhook delivery of job `id` for `owner` for
+    /// `lease_ms` from now (the database's clock); false when another live
+    /// owner holds it.
+    fn claim_callback(&self, id: Uuid, owner: String, lease_ms: i64) -> StoreFuture<'_, bool> {
+        let _ = (id, owner, lease_ms);
+        Box::pin(async { Ok(true) })
+    }
+    /// Claims for `owner`, for `lease_ms`, up to `limit` final jobs whose
+    /// webhook is pending and whose claim expired, or that nobody claimed
+    /// and that finished more than `unclaimed_ms` ago; oldest first.
+    fn claim_pending_callbacks(
+        &self,
+        owner: String,
+        lease_ms: i64,
+        unclaimed_ms: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Uuid>> {
+        let _ = (owner, lease_ms, unclaimed_ms, limit);
+        let pending = self.pending_callbacks();
+        Box::pin(async move { Ok(pending.await?.into_iter().map(|j| j.id).collect()) })
+    }
+    /// Records a failed authentication from `ip` at `at`; returns the end
+    /// of the lockout (Unix ms) when this failure started one. Only shared
+    /// stores record failures (one process counts them in memory).
+    fn record_auth_failure(
+        &self,
+        ip: String,
+        at: i64,
+        rule: LockoutRule,
+    ) -> StoreFuture<'_, Option<i64>> {
+        let _ = (ip, at, rule);
+        Box::pin(async { Ok(None) })
+    }
+    /// The end of `ip`'s lockout (Unix ms) if it is locked out at `at`.
+    fn locked_until(&self, ip: String, at: i64) -> StoreFuture<'_, Option<i64>> {
+        let _ = (ip, at);
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -10,6 +10,7 @@
 //! so two connections inserting the same key at once make one job.
 
 mod cluster;
+mod duties;
 mod security;
 
 pub use cluster::{
@@ -32,8 +33,8 @@ use crate::rows::{
     pending_only, queued_record, seal_json, to_json,
 };
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
-    NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, Created, Erased, JobCap, JobRecord, JobStore, ListQuery,
+    LockoutRule, NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
 /// The key of the advisory lock migrations run under (an arbitrary constant:
@@ -99,6 +100,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_tenant_id ON audit (tenant, id);"#,
     ),
     (2, cluster::MIGRATION),
+    // What several nodes need: delivery claims, the token and lockout
+    // indexes and tables (`duties.rs`).
+    (3, duties::MIGRATION),
 ];
 
 /// How to reach the database.
@@ -650,5 +654,52 @@ impl JobStore for PostgresStore {
         self.with(move |mut client, _| async move {
             security::erase_tenant(&mut client, &tenant, &replacement, at).await
         })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool> {
+        self.with(move |client, _| async move { duties::insert_first_token(client, &token).await })
+    }
+
+    fn create_capped(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
+        self.with(move |client, keys| async move {
+            duties::create_capped(client, keys, job, &cap).await
+        })
+    }
+
+    fn claim_callback(&self, id: Uuid, owner: String, lease_ms: i64) -> StoreFuture<'_, bool> {
+        self.with(move |client, _| async move {
+            duties::claim_callback(&client, id, &owner, lease_ms).await
+        })
+    }
+
+    fn claim_pending_callbacks(
+        &self,
+        owner: String,
+        lease_ms: i64,
+        unclaimed_ms: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Uuid>> {
+        self.with(move |client, _| async move {
+            duties::claim_pending_callbacks(&client, &owner, lease_ms, unclaimed_ms, limit).await
+        })
+    }
+
+    fn record_auth_failure(
+        &self,
+        ip: String,
+        at: i64,
+        rule: LockoutRule,
+    ) -> StoreFuture<'_, Option<i64>> {
+        self.with(move |mut client, _| async move {
+            duties::record_auth_failure(&mut client, &ip, at, rule).await
+        })
+    }
+
+    fn locked_until(&self, ip: String, at: i64) -> StoreFuture<'_, Option<i64>> {
+        self.with(move |client, _| async move { duties::locked_until(&client, &ip, at).await })
     }
 }

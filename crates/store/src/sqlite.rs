@@ -523,6 +523,20 @@ impl JobStore for SqliteStore {
         self.with(|conn| security::has_tokens(conn))
     }
 
+    fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool> {
+        // BEGIN IMMEDIATE takes the write lock before the check, so even two
+        // processes on one `sqlite://` file cannot both insert.
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if security::has_tokens(&tx)? {
+                return Ok(false);
+            }
+            security::insert_token(&tx, &token)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     fn revoke_token(&self, id: String, at: i64) -> StoreFuture<'_, bool> {
         self.with(move |conn| security::revoke_token(conn, &id, at))
     }

@@ -334,12 +334,14 @@ impl PgServer {
     }
 
     /// Runs each of `statements` (one `-c` each, so none is inside a
-    /// transaction block) in database `db` with `psql` as the superuser and
-    /// returns what it printed (unaligned, tuples only). The session is
-    /// never read-only, so a test that made the server read-only can undo it.
+    /// transaction block) in database `db` with `psql` as the superuser,
+    /// stopping at the first error, and returns what it printed (unaligned,
+    /// tuples only, trimmed). The session is never read-only, so a test that
+    /// made the server read-only can undo it.
     pub fn psql(&self, db: &str, statements: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new(self.bindir.join("psql"));
-        cmd.arg(self.url(db)).args(["-v", "ON_ERROR_STOP=1", "-At"]);
+        cmd.arg(self.url(db))
+            .args(["-X", "-Atq", "-v", "ON_ERROR_STOP=1"]);
         for sql in statements {
             cmd.args(["-c", sql]);
         }
@@ -349,19 +351,19 @@ impl PgServer {
             .output()
             .map_err(|e| format!("cannot run psql: {e}"))?;
         if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         } else {
             Err(format!(
-                "psql failed: {}",
+                "psql {statements:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
     }
 
     /// Runs one SQL statement with [`PgServer::psql`] on database `db` and
-    /// returns its rows, unaligned, one a line, `|` between columns (tests
-    /// read what the store wrote, such as claim counts, straight from the
-    /// database). Panics when psql fails: a test helper.
+    /// returns its rows, one a line, `|` between columns (tests read what
+    /// the store wrote, such as claim counts, straight from the database).
+    /// Panics when psql fails: a test helper.
     pub fn query(&self, db: &str, sql: &str) -> String {
         self.psql(db, &[sql]).unwrap_or_else(|e| panic!("{e}"))
     }

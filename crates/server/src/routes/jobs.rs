@@ -326,24 +326,43 @@ async fn submit(
     // submissions cannot both take the last place; anything but a new job
     // gives the place back.
     let id = Uuid::now_v7();
-    state
-        .guard
-        .start_job(&who.budget_key, id, who.limits.concurrent_jobs)
-        .map_err(|r| crate::auth::refused(state, r, who.event("rate_limited")))?;
+    // On a store several nodes share, the database counts the token's jobs
+    // inside the insert (`create_capped`); on one node, the guard does.
+    let cap = who.limits.concurrent_jobs;
+    if !state.store.is_shared() {
+        state
+            .guard
+            .start_job(&who.budget_key, id, cap)
+            .map_err(|r| crate::auth::refused(state, r, who.event("rate_limited")))?;
+    }
+    let job_cap = strictpy_store::JobCap {
+        budget_key: who.budget_key.clone(),
+        limit: cap,
+    };
     let created = state
         .store
-        .create(NewJob {
-            id,
-            tenant: who.tenant.clone(),
-            token_id: Some(who.token_id.clone()),
-            idempotency_key: prepared.idempotency_key,
-            request_hash: prepared.request_hash.clone(),
-            created_at: now_ms(),
-            spec: prepared.spec,
-            callback_url: prepared.callback_url,
-        })
+        .create_capped(
+            NewJob {
+                id,
+                tenant: who.tenant.clone(),
+                token_id: Some(who.token_id.clone()),
+                idempotency_key: prepared.idempotency_key,
+                request_hash: prepared.request_hash.clone(),
+                created_at: now_ms(),
+                spec: prepared.spec,
+                callback_url: prepared.callback_url,
+            },
+            job_cap,
+        )
         .await
         .inspect_err(|_| state.guard.end_job(id))?;
+    let Some(created) = created else {
+        return Err(crate::auth::refused(
+            state,
+            crate::limits::Refusal::TooManyJobs { limit: cap },
+            who.event("rate_limited"),
+        ));
+    };
     if !matches!(created, Created::New(_)) {
         state.guard.end_job(id);
     }

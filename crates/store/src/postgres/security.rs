@@ -203,7 +203,28 @@ pub(super) async fn purge(
     tokens_before: i64,
 ) -> Result<Purged, StoreError> {
     let tx = client.transaction().await?;
+    // One node purges at a time: another that finds the lock taken skips
+    // this run (the holder deletes the same rows).
+    let ours: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, 0)",
+            &[&crate::cluster::lock_class::RETENTION],
+        )
+        .await?
+        .try_get(0)?;
+    if !ours {
+        return Ok(Purged::default());
+    }
     let [succeeded, failed, cancelled] = final_statuses();
+    // Failed authentications and lockouts older than a day count for
+    // nothing any more.
+    tx.execute("DELETE FROM auth_failures WHERE at < $1", &[&tokens_before])
+        .await?;
+    tx.execute(
+        "DELETE FROM auth_lockouts WHERE until < $1",
+        &[&tokens_before],
+    )
+    .await?;
     let jobs = tx
         .execute(
             "DELETE FROM jobs WHERE finished_at < $1 AND status IN ($2, $3, $4)",

@@ -1,0 +1,307 @@
+//! What several nodes on one PostgreSQL database need (see `cluster.rs`):
+//! the first-start admin token and the concurrent-job cap under
+//! transaction-level advisory locks, webhook deliveries claimed with
+//! `FOR UPDATE SKIP LOCKED` and leases on the database's clock, and the
+//! failed-authentication lockout counted in the database.
+
+use deadpool_postgres::Object;
+use strictpy_types::JobStatus;
+use uuid::Uuid;
+
+use super::{execute, insert, query_jobs, security};
+use crate::cluster::lock_class;
+use crate::crypto::Keyring;
+use crate::rows::{COLUMNS, final_statuses, parse_id};
+use crate::{Created, JobCap, LockoutRule, NewJob, StoreError, TokenRecord};
+
+/// The migration these need, appended to the store's list: who holds each
+/// job's webhook delivery and until when, the index of pending deliveries
+/// and of each token's active jobs, and the failure and lockout tables.
+pub(super) const MIGRATION: &str = r#"
+    ALTER TABLE jobs ADD COLUMN callback_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN callback_lease_expires_at BIGINT;
+    CREATE INDEX jobs_callback_pending ON jobs (finished_at)
+        WHERE callback IS NOT NULL AND (callback::jsonb ->> 'state') = 'pending';
+    CREATE INDEX jobs_token_active ON jobs (token_id)
+        WHERE status IN ('queued', 'running');
+    CREATE TABLE auth_failures (
+        ip TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX auth_failures_ip_at ON auth_failures (ip, at);
+    CREATE INDEX auth_failures_at ON auth_failures (at);
+    CREATE TABLE auth_lockouts (
+        ip TEXT PRIMARY KEY,
+        until BIGINT NOT NULL
+    );"#;
+
+/// The database's clock in Unix milliseconds: leases written by one node
+/// and read by another compare times of one clock, not two.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
+
+/// A transaction opened with `BEGIN` on a pooled connection, for statements
+/// that take the connection itself (the shared `insert`). If it is dropped
+/// before [`ManualTx::finish`] (an error, or a request whose future was
+/// dropped), the connection is detached from the pool and closed, so the
+/// server rolls back and no pooled connection stays inside a transaction.
+struct ManualTx {
+    /// The connection; `None` once given back.
+    client: Option<Object>,
+}
+
+impl ManualTx {
+    async fn begin(client: Object) -> Result<Self, StoreError> {
+        let tx = Self {
+            client: Some(client),
+        };
+        tx.client()?.batch_execute("BEGIN").await?;
+        Ok(tx)
+    }
+
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the transaction is over".into()))
+    }
+
+    /// Commits (or rolls back) and gives the connection back to the pool.
+    async fn finish(mut self, commit: bool) -> Result<(), StoreError> {
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        self.client()?.batch_execute(sql).await?;
+        // Only a connection whose transaction ended goes back to the pool.
+        drop(self.client.take());
+        Ok(())
+    }
+}
+
+impl Drop for ManualTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// Takes a transaction-level advisory lock of `class` on `instance`.
+async fn lock(client: &Object, class: i32, instance: &str) -> Result<(), StoreError> {
+    execute(
+        client,
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&class, &instance],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`crate::JobStore::insert_first_token`]: under one lock, so nodes
+/// that start at once on an empty database make one admin token.
+pub(super) async fn insert_first_token(
+    client: Object,
+    token: &TokenRecord,
+) -> Result<bool, StoreError> {
+    let tx = ManualTx::begin(client).await?;
+    lock(tx.client()?, lock_class::BOOTSTRAP, "bootstrap").await?;
+    if security::has_tokens(tx.client()?).await? {
+        tx.finish(false).await?;
+        return Ok(false);
+    }
+    security::insert_token(tx.client()?, token).await?;
+    tx.finish(true).await?;
+    Ok(true)
+}
+
+/// See [`crate::JobStore::create_capped`]. The lock on the budget key
+/// serialises the count and the insert of that token's jobs on every node;
+/// under READ COMMITTED each count then sees every insert committed before
+/// it took the lock, so two nodes at once cannot both take the last place.
+pub(super) async fn create_capped(
+    client: Object,
+    keys: &Keyring,
+    job: NewJob,
+    cap: &JobCap,
+) -> Result<Option<Created>, StoreError> {
+    let tx = ManualTx::begin(client).await?;
+    let c = tx.client()?;
+    lock(c, lock_class::JOB_CAP, &cap.budget_key).await?;
+    let stmt = c
+        .prepare_cached(
+            "SELECT count(*) FROM jobs
+             WHERE status IN ($2, $3)
+               AND token_id = ANY(ARRAY(SELECT id FROM tokens WHERE parent_id = $1) || $1::TEXT)",
+        )
+        .await?;
+    let active: i64 = c
+        .query_one(
+            &stmt,
+            &[
+                &cap.budget_key,
+                &JobStatus::Queued.as_str(),
+                &JobStatus::Running.as_str(),
+            ],
+        )
+        .await?
+        .try_get(0)?;
+    if active >= i64::from(cap.limit) {
+        // A replay of an accepted request is answered even at the cap.
+        let existing = match &job.idempotency_key {
+            Some(key) => query_jobs(
+                c,
+                keys,
+                &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"),
+                &[&job.tenant, key],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .map(Created::Existing),
+            None => None,
+        };
+        tx.finish(false).await?;
+        return Ok(existing);
+    }
+    let created = insert(c, keys, job).await?;
+    tx.finish(true).await?;
+    Ok(Some(created))
+}
+
+/// See [`crate::JobStore::claim_callback`].
+pub(super) async fn claim_callback(
+    client: &Object,
+    id: Uuid,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<bool, StoreError> {
+    let changed = execute(
+        client,
+        &format!(
+            "UPDATE jobs SET callback_owner = $1, callback_lease_expires_at = {DB_NOW_MS} + $2
+             WHERE id = $3 AND callback IS NOT NULL
+               AND (callback_owner IS NULL OR callback_owner = $1
+                    OR callback_lease_expires_at < {DB_NOW_MS})"
+        ),
+        &[&owner, &lease_ms, &id.to_string()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// See [`crate::JobStore::claim_pending_callbacks`]. `SKIP LOCKED`: nodes
+/// sweeping at once take disjoint rows; a row another node claimed since
+/// this statement's snapshot is re-checked on its newest version and
+/// skipped.
+pub(super) async fn claim_pending_callbacks(
+    client: &Object,
+    owner: &str,
+    lease_ms: i64,
+    unclaimed_ms: i64,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let [succeeded, failed, cancelled] = final_statuses();
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE jobs SET callback_owner = $1, callback_lease_expires_at = {DB_NOW_MS} + $2
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE callback IS NOT NULL AND (callback::jsonb ->> 'state') = 'pending'
+                   AND status IN ($3, $4, $5)
+                   AND ((callback_owner IS NULL AND finished_at < {DB_NOW_MS} - $6)
+                        OR callback_lease_expires_at < {DB_NOW_MS})
+                 ORDER BY finished_at
+                 LIMIT $7
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &owner,
+                &lease_ms,
+                &succeeded,
+                &failed,
+                &cancelled,
+                &unclaimed_ms,
+                &i64::from(limit),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| parse_id(&r.try_get::<_, String>(0)?))
+        .collect()
+}
+
+/// See [`crate::JobStore::record_auth_failure`]: under a lock on the
+/// address, so failures arriving at several nodes at once are all counted
+/// and exactly one of them starts the lockout.
+pub(super) async fn record_auth_failure(
+    client: &mut Object,
+    ip: &str,
+    at: i64,
+    rule: LockoutRule,
+) -> Result<Option<i64>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&lock_class::LOCKOUT, &ip],
+    )
+    .await?;
+    let since = at.saturating_sub(rule.window_ms);
+    tx.execute(
+        "DELETE FROM auth_failures WHERE ip = $1 AND at < $2",
+        &[&ip, &since],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO auth_failures (ip, at) VALUES ($1, $2)",
+        &[&ip, &at],
+    )
+    .await?;
+    let failures: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM auth_failures WHERE ip = $1 AND at >= $2",
+            &[&ip, &since],
+        )
+        .await?
+        .try_get(0)?;
+    let locked: Option<i64> = tx
+        .query_opt(
+            "SELECT until FROM auth_lockouts WHERE ip = $1 AND until > $2",
+            &[&ip, &at],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let started = if failures >= i64::from(rule.max_failures) && locked.is_none() {
+        let until = at.saturating_add(rule.duration_ms);
+        tx.execute(
+            "INSERT INTO auth_lockouts (ip, until) VALUES ($1, $2)
+             ON CONFLICT (ip) DO UPDATE SET until = EXCLUDED.until",
+            &[&ip, &until],
+        )
+        .await?;
+        tx.execute("DELETE FROM auth_failures WHERE ip = $1", &[&ip])
+            .await?;
+        Some(until)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// See [`crate::JobStore::locked_until`].
+pub(super) async fn locked_until(
+    client: &Object,
+    ip: &str,
+    at: i64,
+) -> Result<Option<i64>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT until FROM auth_lockouts WHERE ip = $1 AND until > $2")
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&ip, &at])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?)
+}
