@@ -101,6 +101,7 @@ impl Metrics {
             "runtime_alive_tasks",
             "Tasks alive on the async runtime",
             alive_tasks.clone(),
+        );
         let token_rate_per_node = Gauge::default();
         let token_burst_per_node = Gauge::default();
         registry.register(

@@ -258,4 +258,31 @@ async fn each_node_exposes_its_per_node_request_rate() {
             reply.text
         );
     }
+    // And `/v1/cluster` says the same, with what it means across the live
+    // nodes: at most twice the per-node rate here.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = cluster.request(0, Method::GET, "/v1/cluster", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let live = reply.json["nodes"]
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["alive"] == true).count());
+        if live == 2 {
+            let rate = &reply.json["rate_limit"];
+            assert_eq!(rate["per_node_requests_per_minute"], 120, "{}", reply.text);
+            assert_eq!(rate["per_node_burst"], 7, "{}", reply.text);
+            assert_eq!(
+                rate["cluster_max_requests_per_minute"], 240,
+                "{}",
+                reply.text
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both nodes alive: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

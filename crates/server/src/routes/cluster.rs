@@ -26,6 +26,37 @@ pub struct ClusterView {
     pub queue_depth: u64,
     /// The registered nodes, by id.
     pub nodes: Vec<NodeView>,
+    /// The request-rate buckets of the node that answered (every node has
+    /// the same configuration).
+    pub rate_limit: RateLimitView,
+}
+
+/// Request-rate buckets are per node (docs/scale-out.md): a token's bucket
+/// lives in the memory of each node it reaches, so across the live nodes
+/// behind a load balancer it may make up to `nodes x` its per-node rate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RateLimitView {
+    /// The default sustained requests per minute a token may make to one
+    /// node (a token's own `rate_limit` overrides it per node the same way).
+    pub per_node_requests_per_minute: u64,
+    /// The default burst of a token's bucket on one node.
+    pub per_node_burst: u64,
+    /// The most a token may make per minute across the live nodes:
+    /// `per_node_requests_per_minute` times the live nodes.
+    pub cluster_max_requests_per_minute: u64,
+}
+
+impl RateLimitView {
+    /// The figures of `state`'s configuration across `live` nodes.
+    fn of(state: &AppState, live: usize) -> Self {
+        let r = &state.config.rate_limit;
+        let per_node = u64::from(r.requests_per_minute);
+        Self {
+            per_node_requests_per_minute: per_node,
+            per_node_burst: u64::from(r.burst),
+            cluster_max_requests_per_minute: per_node.saturating_mul(live.max(1) as u64),
+        }
+    }
 }
 
 /// One node.
@@ -94,6 +125,7 @@ pub async fn cluster(
                 heartbeat_at: now,
                 alive: true,
             }],
+            rate_limit: RateLimitView::of(&state, 1),
         }));
     };
     let depth = q.store.queued_count().await?;
@@ -115,11 +147,13 @@ pub async fn cluster(
             address: n.address,
             version: n.version,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let live = nodes.iter().filter(|n| n.alive).count();
     Ok(Json(ClusterView {
         queue: "database".into(),
         node: q.node.clone(),
         queue_depth: depth,
+        rate_limit: RateLimitView::of(&state, live),
         nodes,
     }))
 }
