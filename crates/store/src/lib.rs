@@ -252,6 +252,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn pending_callbacks(&self) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Checks that the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// How many queued jobs, of every tenant, were created before job `id`
+    /// (ids sort by creation): its place in the queue, counted in the
+    /// database so that it holds for every node sharing it.
+    fn queued_ahead(&self, id: Uuid) -> StoreFuture<'_, u64>;
 
     /// Stores a new token (its hash, never the secret).
     fn insert_token(&self, token: TokenRecord) -> StoreFuture<'_, ()>;

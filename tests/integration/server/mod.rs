@@ -3,6 +3,7 @@
 //! and SIGTERM).
 
 mod e2e;
+mod events;
 pub(crate) mod process;
 mod router;
 

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod events;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
@@ -209,6 +210,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::create_batch))
         .routes(routes!(jobs::get_job, jobs::cancel_job))
         .routes(routes!(jobs::get_job_input))
+        .routes(routes!(events::job_events))
         .routes(routes!(check::check))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::get_session, sessions::delete_session))
