@@ -117,7 +117,9 @@ pub(super) async fn follow(
                 let ended = loop {
                     let chunk = tokio::time::timeout(STREAM_TIMEOUT, answer.chunk()).await;
                     let bytes = match chunk {
-                        Err(_) => break Failure::Unreachable("the event stream went silent".into()),
+                        Err(_) => {
+                            break Failure::Unreachable("the event stream went silent".into());
+                        }
                         Ok(Err(e)) => break Failure::Unreachable(error_chain(&e)),
                         Ok(Ok(None)) => {
                             break Failure::Unreachable("the event stream ended early".into());
@@ -172,7 +174,11 @@ pub(super) async fn follow(
         };
         match remote.retry.delay_for_error(attempt.max(1)) {
             Some(wait) => {
-                tracing::warn!(attempt, "event stream: {}; resuming", super::describe(&failure));
+                tracing::warn!(
+                    attempt,
+                    "event stream: {}; resuming",
+                    super::describe(&failure)
+                );
                 tokio::time::sleep(wait).await;
             }
             None => return Ok(Err(failure)),

@@ -179,7 +179,11 @@ async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {
     assert_eq!(ahead(ids[0]).await, 0);
     assert_eq!(ahead(ids[3]).await, 3, "other tenants' jobs count too");
     // A job that started or was cancelled is no longer ahead of anyone.
-    store.start(ids[0], 2).await.expect("start").expect("queued");
+    store
+        .start(ids[0], 2)
+        .await
+        .expect("start")
+        .expect("queued");
     assert!(
         store
             .cancel_queued(ids[1], failed("cancelled"), 3)

@@ -209,7 +209,8 @@ async fn chunks_arrive_while_the_job_runs_and_final_ends_the_stream() {
 async fn last_event_id_resumes_without_loss_or_repetition_while_running_and_after() {
     let s = TestServer::start(|_| {}).await;
     // Ends with an exception, so stderr has its traceback too.
-    let code = "import time\nprint('a')\ntime.sleep(0.8)\nprint('b')\ntime.sleep(0.8)\nprint('c')\n1/0";
+    let code =
+        "import time\nprint('a')\ntime.sleep(0.8)\nprint('b')\ntime.sleep(0.8)\nprint('c')\n1/0";
     let id = submit(&s, code).await["id"]
         .as_str()
         .expect("id")
@@ -232,12 +233,20 @@ async fn last_event_id_resumes_without_loss_or_repetition_while_running_and_afte
     let part2 = second.rest().await;
     let final_job = &part2.last().expect("final").data;
     assert_eq!(final_job["status"], "failed");
-    assert!(final_job["stderr"].as_str().is_some_and(|e| e.contains("ZeroDivisionError")));
+    assert!(
+        final_job["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("ZeroDivisionError"))
+    );
     let both: Vec<Event> = part1.iter().chain(&part2).cloned().collect();
     for stream in ["stdout", "stderr"] {
         let (text, missed) = text_of(&both, stream, 0);
         assert_eq!(missed, 0);
-        assert_eq!(text, final_job[stream].as_str().expect("output"), "{stream}");
+        assert_eq!(
+            text,
+            final_job[stream].as_str().expect("output"),
+            "{stream}"
+        );
     }
     // No status twice.
     let statuses: Vec<String> = both
@@ -309,7 +318,8 @@ async fn a_slow_reader_gets_a_gap_and_holds_nothing_back() {
     const WINDOW: usize = 32 * 1024;
     let s = TestServer::start(|c| c.live_buffer_bytes = WINDOW).await;
     // 512 KiB of output in 1 KiB lines, a pause, and a last line.
-    let code = "import time\nfor i in range(512):\n    print('x' * 1023)\ntime.sleep(1.5)\nprint('end')";
+    let code =
+        "import time\nfor i in range(512):\n    print('x' * 1023)\ntime.sleep(1.5)\nprint('end')";
     let id = submit(&s, code).await["id"]
         .as_str()
         .expect("id")
@@ -367,7 +377,8 @@ async fn scopes_and_tenants_are_those_of_get_job() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = open(&s, &s.token, "not-a-uuid", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let unauthenticated = super::call(&s.app, None, "GET", &format!("/v1/jobs/{id}/events"), None).await;
+    let unauthenticated =
+        super::call(&s.app, None, "GET", &format!("/v1/jobs/{id}/events"), None).await;
     assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
     s.stop().await;
 }

@@ -205,7 +205,8 @@ impl Writer {
             let from = self.cursor.sent[k];
             self.cursor.sent[k] = offset;
             self.cursor.carry[k].clear();
-            let body = json!({ "stream": stream_name(stream), "offset": from, "length": offset - from });
+            let body =
+                json!({ "stream": stream_name(stream), "offset": from, "length": offset - from });
             self.send(frame("gap", &self.cursor.id(), &body)).await?;
         }
         let mut buf = std::mem::take(&mut self.cursor.carry[k]);
@@ -264,8 +265,16 @@ impl Writer {
         }
         if let Some(outcome) = &job.outcome {
             for (stream, text, truncated) in [
-                (StreamKind::Stdout, &outcome.stdout, outcome.stdout_truncated),
-                (StreamKind::Stderr, &outcome.stderr, outcome.stderr_truncated),
+                (
+                    StreamKind::Stdout,
+                    &outcome.stdout,
+                    outcome.stdout_truncated,
+                ),
+                (
+                    StreamKind::Stderr,
+                    &outcome.stderr,
+                    outcome.stderr_truncated,
+                ),
             ] {
                 let k = slot(stream);
                 let rest = usize::try_from(self.cursor.sent[k])

@@ -321,7 +321,11 @@ async fn submit(
 
 /// The `200`/`202` answer with a `Location` header; a queued job carries
 /// its place in the queue.
-async fn job_response(state: &AppState, job: &JobRecord, replayed: bool) -> Result<Response, ApiError> {
+async fn job_response(
+    state: &AppState,
+    job: &JobRecord,
+    replayed: bool,
+) -> Result<Response, ApiError> {
     let status = if job.status.is_final() {
         StatusCode::OK
     } else {
