@@ -53,13 +53,17 @@ pub enum LiveEvent {
     },
 }
 
+/// Per stream (stdout, stderr): the dropped bytes not yet reported, as
+/// `(offset, len)`.
+type Pending = [Option<(u64, u64)>; 2];
+
 /// The sending half, set as [`crate::Job::live`]. Cloning shares the channel.
 #[derive(Debug, Clone)]
 pub struct LiveTap {
     /// The bounded channel.
     tx: mpsc::Sender<LiveEvent>,
     /// Bytes dropped and not yet reported, per stream (stdout, stderr).
-    pending: Arc<Mutex<[Option<(u64, u64)>; 2]>>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 /// The receiving half. It ends (`recv` gives `None`) once the run is over
