@@ -114,7 +114,7 @@ pub(super) async fn follow(
             }
             Ok(mut answer) => {
                 let mut parser = Parser::default();
-                let ended = loop {
+                loop {
                     let chunk = tokio::time::timeout(STREAM_TIMEOUT, answer.chunk()).await;
                     let bytes = match chunk {
                         Err(_) => {
@@ -168,8 +168,7 @@ pub(super) async fn follow(
                             _ => {}
                         }
                     }
-                };
-                ended
+                }
             }
         };
         match remote.retry.delay_for_error(attempt.max(1)) {
