@@ -337,6 +337,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         allowlist,
         limits,
         seed: args.job.seed,
+        live: None,
     };
     let (outcome, phases) = sandbox.run_with(&job, &CancelHandle::new());
     let timings = args.timings.then(|| {

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use strictpy_types::{JobStatus, LimitOverrides, Outcome, RunError, Status, Usage, Violation};
 use uuid::Uuid;
 
+mod follow;
+
 use crate::cli::{EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, read_source, report};
 
 /// Exit code when the server could not be reached or kept failing after the
@@ -68,6 +70,10 @@ pub struct SubmitArgs {
     /// Print exactly one JSON object (the outcome) on stdout.
     #[arg(long)]
     json: bool,
+    /// Print the program's stdout and stderr as it writes them (from the
+    /// job's event stream), then the verdict.
+    #[arg(long, conflicts_with = "json")]
+    follow: bool,
     /// Inputs and limits, as for `strictpy run`.
     #[command(flatten)]
     job: crate::cli::JobArgs,
@@ -520,10 +526,13 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(run_remote(&remote, &body))?;
+    let result = runtime.block_on(run_remote(&remote, &body, args.follow))?;
     match result {
-        Ok(job) => {
-            let outcome = job.outcome();
+        Ok((job, printed)) => {
+            let mut outcome = job.outcome();
+            // What the stream printed already is not printed again.
+            outcome.stdout = tail(&outcome.stdout, printed.stdout);
+            outcome.stderr = tail(&outcome.stderr, printed.stderr);
             report(&outcome, args.json, None)?;
             Ok(match outcome.status {
                 Status::Succeeded => EXIT_OK,
@@ -554,8 +563,27 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// Submits with `wait`, then polls until the job is final.
-async fn run_remote(remote: &Remote, body: &Value) -> anyhow::Result<Result<RemoteJob, Failure>> {
+/// `text` from byte `from` on (from the next character boundary).
+fn tail(text: &str, from: usize) -> String {
+    let mut at = from.min(text.len());
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    text[at..].to_owned()
+}
+
+/// Submits with `wait`, then polls until the job is final; with `follow`,
+/// submits without waiting and reads the job's event stream instead.
+async fn run_remote(
+    remote: &Remote,
+    body: &Value,
+    follow: bool,
+) -> anyhow::Result<Result<(RemoteJob, follow::Printed), Failure>> {
+    let mut body = body.clone();
+    if follow {
+        body["wait"] = Value::Bool(false);
+    }
+    let body = &body;
     let answer = remote
         .send(
             reqwest::Method::POST,
@@ -570,6 +598,9 @@ async fn run_remote(remote: &Remote, body: &Value) -> anyhow::Result<Result<Remo
     };
     let mut job: RemoteJob =
         serde_json::from_value(doc).context("the server's answer is not a job")?;
+    if follow && !job.status.is_final() {
+        return follow::follow(remote, &job.id).await;
+    }
     let mut pause = POLL_MIN;
     let started = Instant::now();
     while !job.status.is_final() {
@@ -586,7 +617,7 @@ async fn run_remote(remote: &Remote, body: &Value) -> anyhow::Result<Result<Remo
         job = serde_json::from_value(doc).context("the server's answer is not a job")?;
         tracing::debug!(id = %job.id, status = %job.status, waited_ms = started.elapsed().as_millis() as u64, "polled");
     }
-    Ok(Ok(job))
+    Ok(Ok((job, follow::Printed::default())))
 }
 
 #[cfg(test)]

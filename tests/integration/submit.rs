@@ -599,3 +599,47 @@ async fn proxy(
     )
         .into_response()
 }
+
+/// `--follow` prints the first line while the program still sleeps, then
+/// the rest and the verdict, and nothing twice.
+#[test]
+fn follow_prints_output_as_it_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Process::start(dir.path());
+    let token = token(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
+        .args(["submit", "--follow", "--url", server.base.as_str(), "-"])
+        .env_remove("STRICTPY_URL")
+        .env("STRICTPY_TOKEN", &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strictpy submit --follow");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"import time\nprint('first')\ntime.sleep(2)\nprint('second')\nresult = 7")
+        .expect("write stdin");
+    let started = Instant::now();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first line").expect("read");
+    let first_at = started.elapsed();
+    assert_eq!(first, "first");
+    let second = lines.next().expect("a second line").expect("read");
+    let second_at = started.elapsed();
+    assert_eq!(second, "second");
+    assert!(lines.next().is_none(), "nothing printed twice");
+    // The program sleeps 2 s between its lines: the first was printed while
+    // it slept, not with the verdict.
+    assert!(
+        second_at >= first_at + Duration::from_millis(1500),
+        "first at {first_at:?}, second at {second_at:?}"
+    );
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("strictpy: result = 7"), "{err}");
+    assert!(err.contains("strictpy: succeeded"), "{err}");
+}

@@ -10,6 +10,7 @@
 //! can pass from one job to the next.
 
 mod cache;
+pub mod live;
 mod output;
 mod snapshot;
 mod verdict;
@@ -32,6 +33,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
+pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
 use output::CappedOutput;
 
 /// How often the epoch ticker advances the engine's epoch. Each tick lets every
@@ -159,6 +161,9 @@ pub struct Job {
     /// Seeds every source of randomness the guest sees, making the run
     /// reproducible, fuel count included.
     pub seed: Option<u64>,
+    /// Where to forward stdout and stderr as the program writes them (see
+    /// [`live`]); the capture in the [`Outcome`] is the same either way.
+    pub live: Option<LiveTap>,
 }
 
 /// Cancels a running (or not yet started) job from another thread.
@@ -507,10 +512,9 @@ impl Sandbox {
     pub async fn run_async(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases) {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(job.limits.timeout_ms);
-        let stdout =
-            CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
-        let stderr =
-            CappedOutput::new(usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX));
+        let cap = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
+        let stdout = CappedOutput::new(cap).forwarding(job.live.clone(), StreamKind::Stdout);
+        let stderr = CappedOutput::new(cap).forwarding(job.live.clone(), StreamKind::Stderr);
         let input = match verdict::encode_input(job) {
             Ok(input) => input,
             Err(msg) => {

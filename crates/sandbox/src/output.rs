@@ -4,6 +4,7 @@
 //! which would surface in Python as an `OSError` and change the program's
 //! behaviour. This sink instead keeps the first `cap` bytes, notes that it cut
 //! the rest, and tells the guest every write succeeded, so the run goes on.
+//! With a [`LiveTap`] it also forwards what it keeps as it is written.
 
 use std::{
     pin::Pin,
@@ -12,6 +13,8 @@ use std::{
 };
 
 use bytes::Bytes;
+
+use crate::live::{LiveTap, StreamKind};
 use wasmtime_wasi::{
     cli::{IsTerminal, StdoutStream},
     p2::{OutputStream, Pollable, StreamError},
@@ -33,6 +36,8 @@ pub struct CappedOutput {
     inner: Arc<Mutex<Inner>>,
     /// How many bytes to keep.
     cap: usize,
+    /// Where kept bytes are also forwarded, and as which stream.
+    live: Option<(LiveTap, StreamKind)>,
 }
 
 impl Default for CappedOutput {
@@ -48,7 +53,14 @@ impl CappedOutput {
         Self {
             inner: Arc::new(Mutex::new(Inner::default())),
             cap,
+            live: None,
         }
+    }
+
+    /// Also forwards every kept byte to `tap` as `stream`.
+    pub fn forwarding(mut self, tap: Option<LiveTap>, stream: StreamKind) -> Self {
+        self.live = tap.map(|t| (t, stream));
+        self
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -56,11 +68,20 @@ impl CappedOutput {
         // buffer is still a valid prefix, so keep using it.
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let room = self.cap.saturating_sub(inner.buf.len());
+        let was_truncated = inner.truncated;
         if bytes.len() > room {
             inner.truncated = true;
         }
         let take = bytes.len().min(room);
+        let offset = inner.buf.len() as u64;
         inner.buf.extend_from_slice(&bytes[..take]);
+        // Forward under the lock, so chunks leave in the order they were
+        // kept. Past the cap only the first cut is worth telling.
+        if let Some((tap, stream)) = &self.live
+            && (take > 0 || inner.truncated != was_truncated)
+        {
+            tap.forward(*stream, offset, &bytes[..take], inner.truncated);
+        }
     }
 
     /// The kept bytes and whether anything was cut.
@@ -146,5 +167,33 @@ mod tests {
         let out = CappedOutput::new(3);
         out.push(b"abc");
         assert_eq!(out.take(), (b"abc".to_vec(), false));
+    }
+
+    #[test]
+    fn forwards_what_it_keeps_with_the_cut() {
+        let (tap, mut rx) = crate::live::channel(8);
+        let out = CappedOutput::new(5).forwarding(Some(tap), StreamKind::Stdout);
+        out.push(b"abc");
+        out.push(b"defgh");
+        out.push(b"ij");
+        let events: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            vec![
+                crate::LiveEvent::Output {
+                    stream: StreamKind::Stdout,
+                    offset: 0,
+                    data: b"abc".to_vec(),
+                    truncated: false
+                },
+                crate::LiveEvent::Output {
+                    stream: StreamKind::Stdout,
+                    offset: 3,
+                    data: b"de".to_vec(),
+                    truncated: true
+                },
+            ]
+        );
+        assert_eq!(out.take(), (b"abcde".to_vec(), true));
     }
 }

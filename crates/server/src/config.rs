@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "body_read_timeout_ms",
     "workers",
     "queue_size",
+    "live_buffer_bytes",
     "shutdown_grace_ms",
     "limits",
     "policy",
@@ -87,6 +88,10 @@ pub struct Config {
     pub workers: usize,
     /// Jobs that may wait for a worker before submissions get `503`.
     pub queue_size: usize,
+    /// Bytes of live output kept per running job for
+    /// `GET /v1/jobs/{id}/events` readers; one who falls further behind
+    /// gets a gap (the bytes are in the final event).
+    pub live_buffer_bytes: usize,
     /// On SIGTERM or Ctrl-C, how long running jobs may take to finish.
     pub shutdown_grace_ms: u64,
     /// Default and maximum limits.
@@ -132,6 +137,7 @@ impl Default for Config {
             body_read_timeout_ms: 60_000,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             queue_size: 1000,
+            live_buffer_bytes: 256 * 1024,
             shutdown_grace_ms: 30_000,
             limits: LimitsConfig::default(),
             policy: Policy::default(),

@@ -93,10 +93,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    /// `503` with `Retry-After`: the queue is full.
-    pub fn queue_full() -> Self {
+    /// `503` with `Retry-After`: the queue is full; a place is expected in
+    /// `retry_after` seconds (from the queue estimate).
+    pub fn queue_full(retry_after: u64) -> Self {
         Self {
-            retry_after: Some(1),
+            retry_after: Some(retry_after),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue_full",

@@ -16,8 +16,10 @@ pub mod drain;
 pub mod duties;
 pub mod error;
 pub mod fuzzing;
+pub mod estimate;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod net;
 pub mod policy;
@@ -136,6 +138,10 @@ pub struct Shared {
     pub guard: limits::Guard,
     /// The security audit log.
     pub audit: audit::AuditLog,
+    /// The live output of the jobs running on this node.
+    pub live: live::Hub,
+    /// Recent run times, for queue estimates.
+    pub run_times: estimate::RunTimes,
     /// When each token's `last_used_at` was last written, so it is written
     /// at most once a minute rather than on every request.
     touched: Mutex<HashMap<String, i64>>,
@@ -213,6 +219,24 @@ impl Shared {
         for notify in self.waiters().values() {
             notify.notify_waiters();
         }
+    }
+
+    /// Workers of this node not running a job.
+    pub fn free_workers(&self) -> u64 {
+        self.config
+            .workers
+            .saturating_sub(self.running_jobs().len()) as u64
+    }
+
+    /// Milliseconds until a job with `ahead` queued jobs before it starts
+    /// (see [`estimate::start_ms`]).
+    pub fn estimate_start_ms(&self, ahead: u64) -> Option<u64> {
+        estimate::start_ms(
+            ahead,
+            self.free_workers(),
+            self.config.workers as u64,
+            self.run_times.mean_ms(),
+        )
     }
 
     /// True while the store answers and every worker is up.
@@ -372,6 +396,8 @@ impl Server {
         let state = AppState(Arc::new(Shared {
             guard: limits::Guard::new(config.rate_limit, config.lockout),
             audit,
+            live: live::Hub::new(config.live_buffer_bytes),
+            run_times: estimate::RunTimes::default(),
             touched: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             default_limits,

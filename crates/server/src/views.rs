@@ -52,6 +52,13 @@ pub struct JobView {
     pub usage: Option<Usage>,
     /// The webhook, if the job has one.
     pub callback: Option<CallbackView>,
+    /// While queued: how many queued jobs are ahead of it (of every
+    /// tenant, on every node sharing the store); `null` otherwise.
+    pub queue_position: Option<u64>,
+    /// While queued: milliseconds until it is expected to start, from the
+    /// recent run times and the free workers; `null` otherwise, or before
+    /// any job ran when no worker is free.
+    pub estimated_start_ms: Option<u64>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -75,6 +82,8 @@ impl From<&JobRecord> for JobView {
             error: outcome.and_then(|o| o.error.clone()),
             usage: outcome.map(|o| o.usage),
             callback: job.callback.as_ref().map(callback_view),
+            queue_position: None,
+            estimated_start_ms: None,
         }
     }
 }

@@ -31,6 +31,11 @@ pub const WORKER_STOPPED: &str =
 pub const SHUTDOWN_STOPPED: &str =
     "worker stopped: the server shut down before the job finished (grace period exceeded)";
 
+/// Events the sandbox's live-output channel holds (each at most
+/// `strictpy_sandbox::live::MAX_CHUNK` bytes) before it drops and reports a
+/// gap: the drain task empties it far faster than a guest writes.
+const LIVE_CHANNEL: usize = 64;
+
 /// A FIFO of job ids with a fixed capacity, shared by the HTTP handlers (who
 /// push) and the worker threads (who block on pop).
 #[derive(Debug)]
@@ -221,6 +226,15 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
 fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) {
     state.metrics.running.inc();
     let spec = &record.spec;
+    // The sandbox forwards output into a bounded channel; a task on the
+    // runtime moves it into this job's feed for `/events` readers.
+    let (tap, mut live) = strictpy_sandbox::live::channel(LIVE_CHANNEL);
+    let feed = state.live.open(record.id);
+    let drain = state.runtime.spawn(async move {
+        while let Some(event) = live.recv().await {
+            feed.push(event);
+        }
+    });
     let job = Job {
         code: spec.code.clone(),
         stdin: spec.stdin.as_bytes().to_vec(),
@@ -228,6 +242,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         allowlist: spec.allowlist.clone(),
         limits: spec.limits,
         seed: spec.seed,
+        live: Some(tap),
     };
     let started = Instant::now();
     // A panic in the sandbox is a bug, but it must end this job, not the
@@ -236,6 +251,11 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         sandbox.run_with(&job, &running.cancel).0
     }))
     .unwrap_or_else(|_| internal_outcome("the sandbox panicked while running this job"));
+    // Dropping the job drops the last sender: the drain ends once it has
+    // moved every chunk, before the outcome is stored and the feed closed.
+    drop(job);
+    let _ = state.runtime.block_on(drain);
+    state.run_times.record(started.elapsed().as_millis() as u64);
     state.metrics.running.dec();
     state
         .metrics
@@ -252,6 +272,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     let finished = retrying(state, id, "finish", || {
         state.queue.finish(state, id, status, &outcome)
     });
+    state.live.close(id);
     match finished {
         Ok(true) => state.job_final(&record, status, &outcome),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),

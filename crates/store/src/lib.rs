@@ -266,6 +266,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn postgres(&self) -> Option<PostgresStore> {
         None
     }
+    /// How many queued jobs, of every tenant, were created before job `id`
+    /// (ids sort by creation): its place in the queue, counted in the
+    /// database so that it holds for every node sharing it.
+    fn queued_ahead(&self, id: Uuid) -> StoreFuture<'_, u64>;
 
     /// Stores a new token (its hash, never the secret).
     fn insert_token(&self, token: TokenRecord) -> StoreFuture<'_, ()>;

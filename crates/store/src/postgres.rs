@@ -563,6 +563,21 @@ impl JobStore for PostgresStore {
         })
     }
 
+    fn queued_ahead(&self, id: Uuid) -> StoreFuture<'_, u64> {
+        self.with(move |client, _| async move {
+            // Uses the `(status, id)` index; `id` collates as "C", so text
+            // order is creation order.
+            let row = client
+                .query_one(
+                    "SELECT COUNT(*) FROM jobs WHERE status = $1 AND id < $2",
+                    &[&JobStatus::Queued.as_str(), &id.to_string()],
+                )
+                .await?;
+            let n: i64 = row.try_get(0)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.with(|client, _| async move {
             client.simple_query("SELECT 1").await?;

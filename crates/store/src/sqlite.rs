@@ -500,6 +500,17 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn queued_ahead(&self, id: Uuid) -> StoreFuture<'_, u64> {
+        self.with(move |conn| {
+            let n = conn.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE status = ?1 AND id < ?2",
+                params![JobStatus::Queued.as_str(), id.to_string()],
+                |r| r.get::<_, i64>(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.with(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;

@@ -162,7 +162,38 @@ backends!(
     retention_purge_removes_only_what_is_old,
     tenant_export_and_erasure,
     stored_rows_that_do_not_decode_are_corrupt,
+    queued_ahead_counts_every_tenants_older_queued_jobs,
 );
+
+async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {
+    let store = fx.open().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let mut job = new_job(None);
+        job.tenant = format!("t{}", i % 2);
+        ids.push(create_new(store.as_ref(), job).await.id);
+    }
+    let ahead = |id| {
+        let store = store.clone();
+        async move { store.queued_ahead(id).await.expect("count") }
+    };
+    assert_eq!(ahead(ids[0]).await, 0);
+    assert_eq!(ahead(ids[3]).await, 3, "other tenants' jobs count too");
+    // A job that started or was cancelled is no longer ahead of anyone.
+    store
+        .start(ids[0], 2)
+        .await
+        .expect("start")
+        .expect("queued");
+    assert!(
+        store
+            .cancel_queued(ids[1], failed("cancelled"), 3)
+            .await
+            .expect("cancel")
+    );
+    assert_eq!(ahead(ids[3]).await, 1);
+    assert_eq!(ahead(ids[2]).await, 0);
+}
 
 fn spec() -> JobSpec {
     JobSpec {

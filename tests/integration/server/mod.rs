@@ -5,6 +5,7 @@
 
 mod e2e;
 mod faults;
+mod events;
 pub(crate) mod process;
 mod router;
 

@@ -533,6 +533,7 @@ async fn probes_metrics_and_openapi() {
         ("/v1/jobs/{id}", "get"),
         ("/v1/jobs/{id}", "delete"),
         ("/v1/jobs/{id}/input", "get"),
+        ("/v1/jobs/{id}/events", "get"),
         ("/v1/jobs/batch", "post"),
         ("/v1/sessions", "post"),
         ("/v1/sessions/current", "get"),

@@ -26,7 +26,18 @@ from ._base import (
 )
 from .auth import Credentials, TokenRequest
 from .errors import APIError, MissingCredentialsError, WaitTimeoutError
-from .models import BatchItem, CheckResult, Job, JobPage, JobRequest, JobStatus, JobSummary, Limits
+from ._sse import STREAM_READ_TIMEOUT, EventParser
+from .models import (
+    BatchItem,
+    CheckResult,
+    Job,
+    JobEvent,
+    JobPage,
+    JobRequest,
+    JobStatus,
+    JobSummary,
+    Limits,
+)
 from .retry import RateLimiter, RetryPolicy
 
 
@@ -305,6 +316,65 @@ class Client:
             timeout=self._core.wait_request_timeout() if wait else None,
         )
         return job_from_response(response)
+
+    def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[JobEvent]:
+        """Follows a job live (``GET /v1/jobs/{id}/events``): yields its
+        ``status`` changes, ``stdout``/``stderr`` chunks as the program
+        writes them, a ``gap`` when this reader fell behind (those bytes are
+        in the final job), and last the ``final`` event (``event.job``).
+        A dropped connection is resumed from the last event id, so nothing
+        is lost or repeated; ``last_event_id`` resumes an earlier stream.
+
+        >>> for event in client.stream(job.id):   # doctest: +SKIP
+        ...     print(event.text, end="")
+        """
+        path = f"/v1/jobs/{path_segment(job_id)}/events"
+        core = self._core
+        last = last_event_id
+        attempt = 0
+        timeout = httpx.Timeout(STREAM_READ_TIMEOUT, connect=10.0)
+        while True:
+            attempt += 1
+            headers = {"authorization": f"Bearer {self._bearer()}", "accept": "text/event-stream"}
+            if last:
+                headers["last-event-id"] = last
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                    if response.status_code == 204:
+                        return
+                    if not 200 <= response.status_code < 300:
+                        response.read()
+                        delay = core.status_delay(response, attempt, True)
+                        if delay is None:
+                            raise error_from_response(response)
+                        log_retry("GET", path, str(response.status_code), attempt, delay)
+                        time.sleep(delay)
+                        continue
+                    parser = EventParser()
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        if event is None:
+                            continue
+                        last = event.id or last
+                        attempt = 0
+                        yield event
+                        if event.kind == "final":
+                            return
+            except httpx.TransportError as exc:
+                attempt = max(attempt, 1)
+                delay = core.exception_delay(exc, attempt, True)
+                if delay is None:
+                    raise core.transport_error("GET", path, exc, attempt) from exc
+                log_retry("GET", path, type(exc).__name__, attempt, delay)
+                time.sleep(delay)
+                continue
+            # The stream ended before `final` (a proxy, a restart): resume.
+            delay = core.retry.delay_for_exception(max(attempt, 1))
+            if delay is None:
+                raise core.transport_error(
+                    "GET", path, httpx.ReadError("the event stream ended early"), attempt
+                )
+            time.sleep(delay)
 
     def get(self, job_id: str) -> Job:
         """The job (``GET /v1/jobs/{id}``)."""

@@ -300,6 +300,11 @@ class Job:
     replayed: bool = field(default=False, compare=False)
     """True when the server answered an earlier job with the same
     idempotency key (``Idempotent-Replayed: true``)."""
+    queue_position: int | None = None
+    """While queued: how many queued jobs are ahead of it; ``None`` otherwise."""
+    estimated_start_ms: int | None = None
+    """While queued: milliseconds until it is expected to start (from recent
+    run times and free workers); ``None`` otherwise or when unknown."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, replayed: bool = False) -> Job:
@@ -326,6 +331,8 @@ class Job:
             usage=Usage.from_dict(usage) if isinstance(usage, Mapping) else None,
             callback=Callback.from_dict(callback) if isinstance(callback, Mapping) else None,
             replayed=replayed,
+            queue_position=_opt_int(data.get("queue_position")),
+            estimated_start_ms=_opt_int(data.get("estimated_start_ms")),
         )
 
     @property
@@ -519,3 +526,35 @@ class JobRequest:
         if self.idempotency_key is not None:
             body["idempotency_key"] = self.idempotency_key
         return body
+
+
+JobEventKind = Literal["status", "stdout", "stderr", "gap", "final"]
+"""The kinds of event ``GET /v1/jobs/{id}/events`` sends."""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of a job's live stream (:meth:`Client.stream`)."""
+
+    kind: JobEventKind
+    """``status``, ``stdout``, ``stderr``, ``gap`` or ``final``."""
+    id: str
+    """The event id (a position; the client resumes from it by itself)."""
+    data: Mapping[str, Any]
+    """The event's JSON document."""
+
+    @property
+    def text(self) -> str:
+        """The output chunk of a ``stdout``/``stderr`` event; ``""`` otherwise."""
+        return str(self.data.get("text", "")) if self.kind in ("stdout", "stderr") else ""
+
+    @property
+    def status(self) -> JobStatus | None:
+        """The new status of a ``status`` event (or the final job's status)."""
+        value = self.data.get("status")
+        return cast(JobStatus, value) if isinstance(value, str) else None
+
+    @property
+    def job(self) -> Job | None:
+        """The whole job, on the ``final`` event."""
+        return Job.from_dict(self.data) if self.kind == "final" else None

@@ -24,6 +24,7 @@ use crate::{
     AppState,
     auth::{Auth, Principal, Scope},
     error::{ApiError, ErrorBody},
+    estimate::{job_view, queue_full_retry_after},
     http::{parse_body, rfc3339},
     now_ms,
     policy::{allowlist, static_check},
@@ -321,7 +322,7 @@ async fn submit(
         .queue
         .reserve()
         .await?
-        .ok_or_else(ApiError::queue_full)?;
+        .ok_or_else(|| ApiError::queue_full(queue_full_retry_after(state)))?;
     // Count the job against its token before it exists, so two racing
     // submissions cannot both take the last place; anything but a new job
     // gives the place back.
@@ -382,8 +383,13 @@ async fn submit(
     }
 }
 
-/// The `200`/`202` answer with a `Location` header.
-fn job_response(job: &JobRecord, replayed: bool) -> Response {
+/// The `200`/`202` answer with a `Location` header; a queued job carries
+/// its place in the queue.
+async fn job_response(
+    state: &AppState,
+    job: &JobRecord,
+    replayed: bool,
+) -> Result<Response, ApiError> {
     let status = if job.status.is_final() {
         StatusCode::OK
     } else {
@@ -396,7 +402,7 @@ fn job_response(job: &JobRecord, replayed: bool) -> Response {
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    (status, headers, Json(JobView::from(job))).into_response()
+    Ok((status, headers, Json(job_view(state, job).await?)).into_response())
 }
 
 /// Create a job.
@@ -416,7 +422,7 @@ fn job_response(job: &JobRecord, replayed: bool) -> Response {
         (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
         (status = 413, description = "Body over the cap", body = ErrorBody),
         (status = 422, description = "Policy violation, limit above the maximum, or a refused callback", body = ErrorBody),
-        (status = 503, description = "queue_full, shutting_down, or storage_unavailable (the store's disk is full, it is read-only or down)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "queue_full, shutting_down, or storage_unavailable (the store's disk is full, it is read-only or down)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying: for queue_full, when the job at the head of the queue is expected to start"))),
     )
 )]
 pub async fn create_job(
@@ -435,7 +441,7 @@ pub async fn create_job(
             job = done;
         }
     }
-    Ok(job_response(&job, replayed))
+    job_response(&state, &job, replayed).await
 }
 
 /// Create up to 20 jobs.
@@ -533,7 +539,7 @@ pub async fn get_job(
     who.require(&state, Scope::JobsRead)?;
     let id = job_id(path)?;
     let job = own_job(&state, &who, id).await?;
-    Ok(Json(JobView::from(&job)))
+    Ok(Json(job_view(&state, &job).await?))
 }
 
 /// What a job was given: its code, stdin and context (so a person can load
@@ -586,7 +592,7 @@ pub async fn cancel_job(
     let job = own_job(&state, &who, id).await?;
     if job.status.is_final() {
         if job.status == JobStatus::Cancelled {
-            return Ok(job_response(&job, false));
+            return job_response(&state, &job, false).await;
         }
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -614,7 +620,7 @@ pub async fn cancel_job(
     let job = wait_final(&state, id, CANCEL_WAIT)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    Ok(job_response(&job, false))
+    job_response(&state, &job, false).await
 }
 
 /// How often a cancel of a job running on another node is sent again while

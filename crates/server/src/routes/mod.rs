@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod check;
 pub mod cluster;
+pub mod events;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
@@ -229,6 +230,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::create_batch))
         .routes(routes!(jobs::get_job, jobs::cancel_job))
         .routes(routes!(jobs::get_job_input))
+        .routes(routes!(events::job_events))
         .routes(routes!(check::check))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::get_session, sessions::delete_session))
