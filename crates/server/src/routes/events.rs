@@ -313,7 +313,7 @@ async fn run(state: AppState, mut job: JobRecord, mut writer: Writer) -> Result<
         // the look and the wait still wakes this reader.
         let opened = state.live.opened.notified();
         let waiter = state.waiter(id);
-        let finished = waiter.notified();
+        let finished = waiter.notify().notified();
         tokio::pin!(opened, finished);
         opened.as_mut().enable();
         finished.as_mut().enable();

@@ -640,7 +640,7 @@ async fn cancel_elsewhere(state: &AppState, id: Uuid) -> Result<Response, ApiErr
             .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
         let stopping = !state.accepting.load(std::sync::atomic::Ordering::SeqCst);
         if job.status.is_final() || left <= CANCEL_RESEND || stopping {
-            return Ok(job_response(&job, false));
+            return job_response(state, &job, false).await;
         }
     }
 }
