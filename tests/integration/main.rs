@@ -36,7 +36,6 @@ mod escapes;
 mod fidelity;
 mod isolation;
 mod modules;
-mod nodes;
 mod security;
 mod server;
 mod snapshot;

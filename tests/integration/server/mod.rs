@@ -4,8 +4,8 @@
 //! clients that leave or trickle).
 
 mod e2e;
-mod faults;
 mod events;
+mod faults;
 pub(crate) mod process;
 mod router;
 
