@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod function;
 mod serve;
 mod soak;
 mod submit;

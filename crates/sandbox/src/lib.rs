@@ -10,6 +10,7 @@
 //! can pass from one job to the next.
 
 mod cache;
+mod compiled;
 mod output;
 mod snapshot;
 mod verdict;
@@ -32,6 +33,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
+pub use compiled::{CompileError, checksum};
 use output::CappedOutput;
 
 /// How often the epoch ticker advances the engine's epoch. Each tick lets every
@@ -159,6 +161,14 @@ pub struct Job {
     /// Seeds every source of randomness the guest sees, making the run
     /// reproducible, fuel count included.
     pub seed: Option<u64>,
+    /// `code` as [`Sandbox::compile`] compiled it, on a sandbox with the same
+    /// [`Sandbox::code_key`]: the guest runs it instead of compiling `code`.
+    /// The caller vouches that it belongs to `code` (a stored function
+    /// checks its checksum and key); bytes the guest cannot decode are
+    /// ignored and `code` is compiled as usual.
+    pub compiled: Option<Vec<u8>>,
+    /// Only compile `code` (see [`Sandbox::compile`]).
+    pub compile_only: bool,
 }
 
 /// Cancels a running (or not yet started) job from another thread.
@@ -369,6 +379,8 @@ pub struct Sandbox {
     snapshot: bool,
     /// How the module was obtained.
     loaded_from: LoadedFrom,
+    /// What compiled code objects depend on: see [`Sandbox::code_key`].
+    code_key: String,
     /// Keeps the epoch advancing while the sandbox lives.
     _ticker: Ticker,
 }
@@ -464,12 +476,19 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let code_key = compiled::code_key(&config.guest).map_err(|source| {
+            SandboxError::ReadGuest {
+                path: config.guest.clone(),
+                source,
+            }
+        })?;
         Ok(Self {
             engine,
             pre,
             fuel_metering: config.fuel_metering,
             snapshot: config.snapshot,
             loaded_from,
+            code_key,
             _ticker: ticker,
         })
     }

@@ -9,10 +9,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod compiled;
 pub mod config;
 pub mod drain;
 pub mod error;
 pub mod http;
+pub mod intake;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -97,6 +99,9 @@ pub struct Shared {
     pub max_limits: Limits,
     /// Durable job storage.
     pub store: Arc<dyn JobStore>,
+    /// The sandbox the workers run jobs in; stored functions are compiled
+    /// in it too (on the blocking pool), so the compiled form fits it.
+    pub sandbox: Arc<Sandbox>,
     /// Ids waiting for a worker.
     pub queue: JobQueue,
     /// Jobs being run, with their cancel handles.
@@ -324,6 +329,7 @@ impl Server {
             default_limits,
             max_limits,
             store,
+            sandbox: sandbox.clone(),
             queue: JobQueue::new(config.queue_size),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),

@@ -221,6 +221,10 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
 fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) {
     state.metrics.running.inc();
     let spec = &record.spec;
+    // An invocation of a stored function starts from its compiled form.
+    let compiled = spec.function.as_ref().and_then(|f| {
+        crate::compiled::for_job(state, sandbox, &record.tenant, f, &spec.code)
+    });
     let job = Job {
         code: spec.code.clone(),
         stdin: spec.stdin.as_bytes().to_vec(),
@@ -228,6 +232,8 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         allowlist: spec.allowlist.clone(),
         limits: spec.limits,
         seed: spec.seed,
+        compiled,
+        compile_only: false,
     };
     let started = Instant::now();
     // A panic in the sandbox is a bug, but it must end this job, not the

@@ -9,6 +9,7 @@
 //! unique index on `(tenant, idempotency_key)` with `ON CONFLICT DO NOTHING`,
 //! so two connections inserting the same key at once make one job.
 
+mod functions;
 mod security;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -24,8 +25,9 @@ use crate::rows::{
     queued_record, seal_json, to_json,
 };
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
-    NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, CompiledForm, Created, Erased, FunctionPut, FunctionQuery,
+    FunctionRecord, FunctionWrite, JobRecord, JobStore, ListQuery, NewAuditEvent, NewFunction,
+    NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
 /// The key of the advisory lock migrations run under (an arbitrary constant:
@@ -38,9 +40,10 @@ pub const MIGRATION_LOCK: i64 = 0x7374_7269_6374_7079;
 /// that has shipped: append a new one. Version 1 is the SQLite schema as of
 /// its version 2, in Postgres's types: ids sort bytewise (`COLLATE "C"`, as
 /// SQLite compares text), so UUID v7 ids still sort by creation time.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE jobs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE jobs (
         id TEXT COLLATE "C" PRIMARY KEY,
         tenant TEXT NOT NULL,
         idempotency_key TEXT,
@@ -88,7 +91,27 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_tenant_id ON audit (tenant, id);"#,
-)];
+    ),
+    (
+        2,
+        // Stored functions, as SQLite's version 3; names sort bytewise.
+        r#"CREATE TABLE functions (
+        tenant TEXT NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        allow TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        token_id TEXT,
+        created_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        compiled TEXT,
+        compiled_key TEXT,
+        compiled_checksum TEXT,
+        PRIMARY KEY (tenant, name, version)
+    );"#,
+    ),
+];
 
 /// How to reach the database.
 #[derive(Clone, Default)]
@@ -632,6 +655,69 @@ impl JobStore for PostgresStore {
     ) -> StoreFuture<'_, Erased> {
         self.with(move |mut client, _| async move {
             security::erase_tenant(&mut client, &tenant, &replacement, at).await
+        })
+    }
+
+    fn put_function(
+        &self,
+        function: NewFunction,
+        write: FunctionWrite,
+    ) -> StoreFuture<'_, FunctionPut> {
+        self.with(move |mut client, keys| async move {
+            functions::put_function(&mut client, keys, function, write).await
+        })
+    }
+
+    fn function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+    ) -> StoreFuture<'_, Option<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::function(&client, keys, &tenant, &name, version).await
+        })
+    }
+
+    fn list_functions(&self, query: FunctionQuery) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::list_functions(&client, keys, &query).await
+        })
+    }
+
+    fn function_versions(&self, tenant: String, name: String) -> StoreFuture<'_, Vec<i64>> {
+        self.with(move |client, _| async move {
+            functions::function_versions(&client, &tenant, &name).await
+        })
+    }
+
+    fn delete_function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+        at: i64,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |client, _| async move {
+            functions::delete_function(&client, &tenant, &name, version, at).await
+        })
+    }
+
+    fn set_compiled(
+        &self,
+        tenant: String,
+        name: String,
+        version: i64,
+        compiled: CompiledForm,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |client, keys| async move {
+            functions::set_compiled(&client, keys, &tenant, &name, version, &compiled).await
+        })
+    }
+
+    fn tenant_functions(&self, tenant: String) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::tenant_functions(&client, keys, &tenant).await
         })
     }
 }

@@ -3,6 +3,7 @@
 //! and SIGTERM).
 
 mod e2e;
+mod functions;
 pub(crate) mod process;
 mod router;
 

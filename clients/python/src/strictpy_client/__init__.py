@@ -35,6 +35,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from .functions import AsyncFunctions, Function, FunctionPage, Functions, FunctionSummary
 from .models import (
     BatchItem,
     Callback,
@@ -62,6 +63,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "APIError",
     "AsyncClient",
+    "AsyncFunctions",
     "AuthenticationError",
     "BadRequestError",
     "BatchItem",
@@ -72,6 +74,10 @@ __all__ = [
     "ConflictError",
     "Credentials",
     "ErrorInfo",
+    "Function",
+    "FunctionPage",
+    "FunctionSummary",
+    "Functions",
     "InsecureURLError",
     "Job",
     "JobPage",

@@ -28,6 +28,7 @@ from ._base import (
 )
 from .auth import Credentials, TokenRequest
 from .errors import APIError, MissingCredentialsError, WaitTimeoutError
+from .functions import AsyncFunctions
 from .models import BatchItem, CheckResult, Job, JobPage, JobRequest, JobStatus, JobSummary, Limits
 from .retry import RateLimiter, RetryPolicy
 
@@ -96,6 +97,8 @@ class AsyncClient:
             headers={"user-agent": user_agent(), "accept": "application/json"},
             transport=transport,
         )
+        self.functions = AsyncFunctions(self)
+        """Stored functions: register, update, get, list, delete, invoke."""
 
     def __repr__(self) -> str:
         return f"AsyncClient({self._core!r})"

@@ -26,6 +26,7 @@ from ._base import (
 )
 from .auth import Credentials, TokenRequest
 from .errors import APIError, MissingCredentialsError, WaitTimeoutError
+from .functions import Functions
 from .models import BatchItem, CheckResult, Job, JobPage, JobRequest, JobStatus, JobSummary, Limits
 from .retry import RateLimiter, RetryPolicy
 
@@ -95,6 +96,8 @@ class Client:
             headers={"user-agent": user_agent(), "accept": "application/json"},
             transport=transport,
         )
+        self.functions = Functions(self)
+        """Stored functions: register, update, get, list, delete, invoke."""
 
     def __repr__(self) -> str:
         return f"Client({self._core!r})"

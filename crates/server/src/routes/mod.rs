@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod functions;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
@@ -210,6 +211,20 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job, jobs::cancel_job))
         .routes(routes!(jobs::get_job_input))
         .routes(routes!(check::check))
+        .routes(routes!(
+            functions::register_function,
+            functions::list_functions
+        ))
+        .routes(routes!(
+            functions::get_function,
+            functions::update_function,
+            functions::delete_function
+        ))
+        .routes(routes!(
+            functions::get_function_version,
+            functions::delete_function_version
+        ))
+        .routes(routes!(functions::invoke_function))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::get_session, sessions::delete_session))
         .routes(routes!(tokens::create_token, tokens::list_tokens))

@@ -1,0 +1,201 @@
+//! What every way of creating a job shares, after its own validation: the
+//! checks of the run options (stdin, context, seed, idempotency key,
+//! callback URL), the request hash, storing and queueing the job, and the
+//! `200`/`202` answer. `routes/jobs.rs` (a job's code in the request) and
+//! `routes/functions.rs` (a stored function's code) both create jobs
+//! through here, so an invocation is an ordinary job in every respect.
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strictpy_store::{Created, JobRecord, JobSpec, NewJob};
+use strictpy_types::LimitError;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    auth::Principal,
+    error::ApiError,
+    now_ms,
+    views::JobView,
+    webhook::{WebhookError, check_url, parse_url},
+};
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A job request that passed every check, ready to store.
+pub struct Prepared {
+    /// What to run.
+    pub spec: JobSpec,
+    /// The callback URL.
+    pub callback_url: Option<String>,
+    /// The idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Hash of everything that defines the job.
+    pub request_hash: String,
+}
+
+/// The options of a run that do not depend on where its code comes from.
+pub struct RunOptions<'a> {
+    /// Text for stdin.
+    pub stdin: Option<&'a str>,
+    /// The context object.
+    pub context: Option<&'a serde_json::Map<String, Value>>,
+    /// The seed.
+    pub seed: Option<u64>,
+    /// The idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// The callback URL.
+    pub callback_url: Option<&'a str>,
+}
+
+/// Checks the run options: size caps, context keys, the seed's range, the
+/// idempotency key's length and the callback URL (parsed and SSRF-checked).
+pub async fn check_options(state: &AppState, opts: &RunOptions<'_>) -> Result<(), ApiError> {
+    let caps = state.config.input;
+    if let Some(stdin) = opts.stdin {
+        too_large("stdin", stdin.len(), caps.max_stdin_bytes)?;
+    }
+    if let Some(context) = opts.context {
+        let size = serde_json::to_vec(context).map_or(usize::MAX, |v| v.len());
+        too_large("context", size, caps.max_context_bytes)?;
+        for key in context.keys() {
+            strictpy_analyzer::check_context_key(key).map_err(|m| {
+                ApiError::unprocessable("invalid_context", format!("context: {m}"))
+                    .with_details(json!({ "field": "context", "key": key }))
+            })?;
+        }
+    }
+    if opts.seed.is_some_and(|s| i64::try_from(s).is_err()) {
+        return Err(
+            ApiError::unprocessable("invalid_seed", "seed must be 0 to 2^63 - 1")
+                .with_details(json!({ "field": "seed" })),
+        );
+    }
+    if let Some(key) = opts.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_idempotency_key",
+            format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+        )
+        .with_details(json!({ "field": "idempotency_key" })));
+    }
+    if let Some(raw) = opts.callback_url {
+        let refused = |e: WebhookError| {
+            let code = match e {
+                WebhookError::Refused(_) => "callback_refused",
+                _ => "invalid_callback_url",
+            };
+            ApiError::unprocessable(code, e.to_string())
+                .with_details(json!({ "field": "callback_url" }))
+        };
+        let url = parse_url(raw).map_err(refused)?;
+        check_url(&url, state.webhooks.reach())
+            .await
+            .map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// `422 limit_exceeded` naming the limit over its maximum.
+pub fn limit_error(e: LimitError) -> ApiError {
+    ApiError::unprocessable("limit_exceeded", e.to_string()).with_details(
+        json!({ "field": format!("limits.{}", e.field), "value": e.value, "max": e.max }),
+    )
+}
+
+/// The hash that tells a retry (same key, same request) from a different
+/// request reusing an idempotency key.
+pub fn request_hash(spec: &JobSpec, callback_url: Option<&str>) -> String {
+    let doc = json!({ "spec": spec, "callback_url": callback_url });
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// `422 field_too_large` when a field is over its cap.
+fn too_large(field: &str, size: usize, max: usize) -> Result<(), ApiError> {
+    if size <= max {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "field_too_large",
+        format!("`{field}` is {size} bytes; the most this server accepts is {max}"),
+    )
+    .with_details(json!({ "field": field, "size": size, "max_bytes": max })))
+}
+
+/// Stores a prepared job and queues it. Returns the job and whether it is a
+/// replay of an earlier request with the same idempotency key.
+pub async fn submit(
+    state: &AppState,
+    who: &Principal,
+    prepared: Prepared,
+) -> Result<(JobRecord, bool), ApiError> {
+    if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::shutting_down());
+    }
+    // Take a queue place first, so a stored job always has one; a replay
+    // gives it back when the slot drops.
+    let slot = state.queue.try_reserve().ok_or_else(ApiError::queue_full)?;
+    // Count the job against its token before it exists, so two racing
+    // submissions cannot both take the last place; anything but a new job
+    // gives the place back.
+    let id = Uuid::now_v7();
+    state
+        .guard
+        .start_job(&who.budget_key, id, who.limits.concurrent_jobs)
+        .map_err(|r| crate::auth::refused(state, r, who.event("rate_limited")))?;
+    let created = state
+        .store
+        .create(NewJob {
+            id,
+            tenant: who.tenant.clone(),
+            token_id: Some(who.token_id.clone()),
+            idempotency_key: prepared.idempotency_key,
+            request_hash: prepared.request_hash.clone(),
+            created_at: now_ms(),
+            spec: prepared.spec,
+            callback_url: prepared.callback_url,
+        })
+        .await
+        .inspect_err(|_| state.guard.end_job(id))?;
+    if !matches!(created, Created::New(_)) {
+        state.guard.end_job(id);
+    }
+    match created {
+        Created::New(job) => {
+            slot.push(job.id);
+            state.metrics.submitted.inc();
+            Ok((job, false))
+        }
+        Created::Existing(job) if job.request_hash == prepared.request_hash => Ok((job, true)),
+        Created::Existing(job) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this idempotency_key was used for a different request",
+        )
+        .with_details(json!({ "job_id": job.id }))),
+    }
+}
+
+/// The `200`/`202` answer with a `Location` header.
+pub fn job_response(job: &JobRecord, replayed: bool) -> Response {
+    let status = if job.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    (status, headers, Json(JobView::from(job))).into_response()
+}
