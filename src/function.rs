@@ -14,9 +14,7 @@ use strictpy_types::LimitOverrides;
 use uuid::Uuid;
 
 use crate::cli::{EXIT_OK, read_source};
-use crate::submit::{
-    Failure, REQUEST_TIMEOUT, Remote, conclude, connect, refused, run_remote,
-};
+use crate::submit::{Failure, REQUEST_TIMEOUT, Remote, conclude, connect, refused, run_remote};
 
 /// `strictpy function`.
 #[derive(Debug, Args)]
@@ -133,7 +131,12 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
     let mut register = body.clone();
     register["name"] = json!(args.name);
     let answer = remote
-        .send(Method::POST, "/v1/functions", Some(&register), REQUEST_TIMEOUT)
+        .send(
+            Method::POST,
+            "/v1/functions",
+            Some(&register),
+            REQUEST_TIMEOUT,
+        )
         .await?;
     let answer = match answer {
         Err(Failure::Api { status, .. }) if status == StatusCode::CONFLICT => {

@@ -597,7 +597,12 @@ pub(crate) async fn run_remote(
     body: &Value,
 ) -> anyhow::Result<Result<RemoteJob, Failure>> {
     let answer = remote
-        .send(reqwest::Method::POST, path, Some(body), WAIT_REQUEST_TIMEOUT)
+        .send(
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            WAIT_REQUEST_TIMEOUT,
+        )
         .await?;
     let (_, doc) = match answer {
         Ok(ok) => ok,

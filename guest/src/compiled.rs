@@ -48,5 +48,7 @@ pub fn load(vm: &VirtualMachine, hex: &str) -> Option<PyRef<PyCode>> {
     if !reader.is_empty() {
         return None;
     }
-    Some(vm.ctx.new_code(code))
+    // The way `vm.compile` makes its code object: constants the context
+    // alone cannot build (a `frozenset`) need the VM.
+    Some(PyCode::new_ref_from_bytecode(vm, code))
 }

@@ -289,7 +289,10 @@ fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
     let source = input.code.strip_prefix('\u{feff}').unwrap_or(&input.code);
     // A function's invocation brings the code object compiled at
     // registration; without one (or with one that does not decode), compile.
-    let precompiled = input.compiled.as_deref().and_then(|c| compiled::load(vm, c));
+    let precompiled = input
+        .compiled
+        .as_deref()
+        .and_then(|c| compiled::load(vm, c));
     let code = match precompiled.map_or_else(
         || vm.compile(source, Mode::Exec, MAIN_FILENAME.to_owned()),
         Ok,

@@ -58,10 +58,7 @@ print(result)
 "
             .to_owned(),
         ),
-        (
-            "1000-line module".to_owned(),
-            snippets::check_source(1000),
-        ),
+        ("1000-line module".to_owned(), snippets::check_source(1000)),
     ]
 }
 
@@ -86,11 +83,8 @@ pub fn rows(
         let (mut job_fuel, mut invoke_fuel) = (0, 0);
         for _ in 0..repeat {
             let started = Instant::now();
-            let violations = strictpy_analyzer::check(
-                code.as_bytes(),
-                &policy,
-                &source_job.allowlist,
-            );
+            let violations =
+                strictpy_analyzer::check(code.as_bytes(), &policy, &source_job.allowlist);
             anyhow::ensure!(violations.is_empty(), "{name} fails the static check");
             let (job_out, fuel) = run_ok(sandbox, &source_job)?;
             job_times.push(ms(started.elapsed()));

@@ -225,7 +225,13 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "  {:<38} {:>9.3} {:>9.3} {:>7.2}x {:>12} {:>12} {:>9}",
-                f.name, f.job_ms, f.invoke_ms, f.speedup, f.job_fuel, f.invoke_fuel, f.compiled_bytes
+                f.name,
+                f.job_ms,
+                f.invoke_ms,
+                f.speedup,
+                f.job_fuel,
+                f.invoke_fuel,
+                f.compiled_bytes
             );
         }
         let _ = writeln!(

@@ -243,7 +243,11 @@ fn function_deploy_and_invoke_print_like_run() {
         .to_owned();
     let url = server.base.as_str();
     let code = "print('hello', who)\nresult = {'twice': n * 2}";
-    let deployed = function(&["deploy", "-", "--name", "greet", "--url", url], code, &token);
+    let deployed = function(
+        &["deploy", "-", "--name", "greet", "--url", url],
+        code,
+        &token,
+    );
     assert_eq!(deployed.status.code(), Some(0), "{}", stderr(&deployed));
     assert!(
         stderr(&deployed).contains("deployed greet version 1 (compiled)"),
@@ -274,7 +278,11 @@ fn function_deploy_and_invoke_print_like_run() {
     );
     assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello ada\nv2\n");
-    assert!(stderr(&ran).contains("strictpy: result = {\"twice\":42}"), "{}", stderr(&ran));
+    assert!(
+        stderr(&ran).contains("strictpy: result = {\"twice\":42}"),
+        "{}",
+        stderr(&ran)
+    );
     let v1 = function(
         &[
             "invoke",

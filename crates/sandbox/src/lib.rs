@@ -476,12 +476,11 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
-        let code_key = compiled::code_key(&config.guest).map_err(|source| {
-            SandboxError::ReadGuest {
+        let code_key =
+            compiled::code_key(&config.guest).map_err(|source| SandboxError::ReadGuest {
                 path: config.guest.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Self {
             engine,
             pre,

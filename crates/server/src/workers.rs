@@ -222,9 +222,10 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     state.metrics.running.inc();
     let spec = &record.spec;
     // An invocation of a stored function starts from its compiled form.
-    let compiled = spec.function.as_ref().and_then(|f| {
-        crate::compiled::for_job(state, sandbox, &record.tenant, f, &spec.code)
-    });
+    let compiled = spec
+        .function
+        .as_ref()
+        .and_then(|f| crate::compiled::for_job(state, sandbox, &record.tenant, f, &spec.code));
     let job = Job {
         code: spec.code.clone(),
         stdin: spec.stdin.as_bytes().to_vec(),

@@ -202,13 +202,13 @@ impl RawFunction {
             serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let compiled = match (self.compiled, self.compiled_key, self.compiled_checksum) {
             (Some(sealed), Some(key), Some(checksum)) => {
-                open_compiled(keys, &self.tenant, &self.name, self.version, &sealed).map(
-                    |bytes| CompiledForm {
+                open_compiled(keys, &self.tenant, &self.name, self.version, &sealed).map(|bytes| {
+                    CompiledForm {
                         key,
                         checksum,
                         bytes,
-                    },
-                )
+                    }
+                })
             }
             _ => None,
         };

@@ -311,8 +311,11 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Stores a function's next version (1 for a new name; numbers are never
     /// reused, even after a delete), unless `write` refuses it.
-    fn put_function(&self, function: NewFunction, write: FunctionWrite)
-    -> StoreFuture<'_, FunctionPut>;
+    fn put_function(
+        &self,
+        function: NewFunction,
+        write: FunctionWrite,
+    ) -> StoreFuture<'_, FunctionPut>;
     /// A live version of a tenant's function: `version`, or the newest.
     fn function(
         &self,

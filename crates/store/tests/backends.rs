@@ -845,27 +845,65 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     );
     // The same name in another tenant is another function.
     assert_eq!(
-        put(s, new_function("t2", "price", "result = 9"), FunctionWrite::Register).await,
+        put(
+            s,
+            new_function("t2", "price", "result = 9"),
+            FunctionWrite::Register
+        )
+        .await,
         1
     );
     assert_eq!(
-        put(s, new_function("t1", "price", "result = 2"), FunctionWrite::Update).await,
+        put(
+            s,
+            new_function("t1", "price", "result = 2"),
+            FunctionWrite::Update
+        )
+        .await,
         2
     );
-    put(s, new_function("t1", "alpha", "result = 0"), FunctionWrite::Register).await;
+    put(
+        s,
+        new_function("t1", "alpha", "result = 0"),
+        FunctionWrite::Register,
+    )
+    .await;
 
-    let newest = s.function("t1".into(), "price".into(), None).await.unwrap().unwrap();
+    let newest = s
+        .function("t1".into(), "price".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((newest.version, newest.code.as_str()), (2, "result = 2"));
     assert_eq!(newest.description.as_deref(), Some("price of t1"));
     assert_eq!(newest.allow, vec!["decimal".to_owned()]);
     assert_eq!(newest.limits.timeout_ms, 1_000);
     assert_eq!(newest.token_id.as_deref(), Some("tok"));
     assert_eq!(newest.deleted_at, None);
-    let v1 = s.function("t1".into(), "price".into(), Some(1)).await.unwrap().unwrap();
+    let v1 = s
+        .function("t1".into(), "price".into(), Some(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v1.code, "result = 1");
-    assert!(s.function("t1".into(), "price".into(), Some(3)).await.unwrap().is_none());
-    assert!(s.function("t3".into(), "price".into(), None).await.unwrap().is_none());
-    assert_eq!(s.function_versions("t1".into(), "price".into()).await.unwrap(), [1, 2]);
+    assert!(
+        s.function("t1".into(), "price".into(), Some(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.function("t3".into(), "price".into(), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.function_versions("t1".into(), "price".into())
+            .await
+            .unwrap(),
+        [1, 2]
+    );
 
     // The list is the newest version of each name, by name, paged.
     let page = |after: Option<&str>, limit| FunctionQuery {
@@ -885,16 +923,47 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     // Deleting the newest version uncovers the one before; deleting them all
     // frees the name, and numbers are not reused.
     assert_eq!(
-        s.delete_function("t1".into(), "price".into(), Some(2), 9).await.unwrap(),
+        s.delete_function("t1".into(), "price".into(), Some(2), 9)
+            .await
+            .unwrap(),
         1
     );
-    let now = s.function("t1".into(), "price".into(), None).await.unwrap().unwrap();
+    let now = s
+        .function("t1".into(), "price".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(now.version, 1);
-    assert_eq!(s.delete_function("t1".into(), "price".into(), None, 9).await.unwrap(), 1);
-    assert_eq!(s.delete_function("t1".into(), "price".into(), None, 9).await.unwrap(), 0);
-    assert!(s.function("t1".into(), "price".into(), None).await.unwrap().is_none());
-    assert!(s.function("t1".into(), "price".into(), Some(1)).await.unwrap().is_none());
-    assert!(s.function_versions("t1".into(), "price".into()).await.unwrap().is_empty());
+    assert_eq!(
+        s.delete_function("t1".into(), "price".into(), None, 9)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_function("t1".into(), "price".into(), None, 9)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        s.function("t1".into(), "price".into(), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.function("t1".into(), "price".into(), Some(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.function_versions("t1".into(), "price".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         s.put_function(new_function("t1", "price", "x"), FunctionWrite::Update)
             .await
@@ -902,11 +971,20 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
         FunctionPut::Missing
     );
     assert_eq!(
-        put(s, new_function("t1", "price", "result = 3"), FunctionWrite::Register).await,
+        put(
+            s,
+            new_function("t1", "price", "result = 3"),
+            FunctionWrite::Register
+        )
+        .await,
         3
     );
     // The other tenant's function was never touched.
-    let other = s.function("t2".into(), "price".into(), None).await.unwrap().unwrap();
+    let other = s
+        .function("t2".into(), "price".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((other.version, other.code.as_str()), (1, "result = 9"));
 }
 
@@ -920,7 +998,11 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
         bytes: b"COMPILED_BYTES_MARKER_91".to_vec(),
     });
     put(store.as_ref(), f.clone(), FunctionWrite::Register).await;
-    let back = store.function("t1".into(), "fmt".into(), None).await.unwrap().unwrap();
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.compiled, f.compiled);
     let replaced = CompiledForm {
         key: "guest-bb".into(),
@@ -931,12 +1013,22 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
         .set_compiled("t1".into(), "fmt".into(), 1, replaced.clone())
         .await
         .unwrap();
-    let back = store.function("t1".into(), "fmt".into(), None).await.unwrap().unwrap();
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.compiled, Some(replaced));
     drop(store);
     let at_rest = fx.bytes_at_rest().await;
-    assert!(!contains(&at_rest, marker), "function source stored in the clear");
-    assert!(!contains(&at_rest, "fmt of t1"), "description stored in the clear");
+    assert!(
+        !contains(&at_rest, marker),
+        "function source stored in the clear"
+    );
+    assert!(
+        !contains(&at_rest, "fmt of t1"),
+        "description stored in the clear"
+    );
     assert!(!contains(&at_rest, "COMPILED_BYTES_MARKER_91"));
 
     // A compiled form that does not open is dropped, not an error: the
@@ -947,11 +1039,20 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
     )
     .await;
     let store = fx.open().await;
-    let back = store.function("t1".into(), "fmt".into(), None).await.unwrap().unwrap();
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.compiled, None);
     assert!(back.code.contains(marker));
     // A source moved into another row does not open.
-    put(store.as_ref(), new_function("t1", "other", "x = 1"), FunctionWrite::Register).await;
+    put(
+        store.as_ref(),
+        new_function("t1", "other", "x = 1"),
+        FunctionWrite::Register,
+    )
+    .await;
     fx.raw(
         "UPDATE functions SET source = (SELECT source FROM functions WHERE name = ?1) WHERE name = ?2",
         &["fmt", "other"],
@@ -964,20 +1065,50 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
 async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {
     let store = fx.open().await;
     let s = store.as_ref();
-    put(s, new_function("gone", "a", "result = 1"), FunctionWrite::Register).await;
-    put(s, new_function("gone", "a", "result = 2"), FunctionWrite::Update).await;
-    put(s, new_function("gone", "b", "result = 3"), FunctionWrite::Register).await;
-    s.delete_function("gone".into(), "b".into(), None, 5).await.unwrap();
-    put(s, new_function("stays", "a", "result = 4"), FunctionWrite::Register).await;
+    put(
+        s,
+        new_function("gone", "a", "result = 1"),
+        FunctionWrite::Register,
+    )
+    .await;
+    put(
+        s,
+        new_function("gone", "a", "result = 2"),
+        FunctionWrite::Update,
+    )
+    .await;
+    put(
+        s,
+        new_function("gone", "b", "result = 3"),
+        FunctionWrite::Register,
+    )
+    .await;
+    s.delete_function("gone".into(), "b".into(), None, 5)
+        .await
+        .unwrap();
+    put(
+        s,
+        new_function("stays", "a", "result = 4"),
+        FunctionWrite::Register,
+    )
+    .await;
     let exported = s.tenant_functions("gone".into()).await.unwrap();
     let seen: Vec<_> = exported
         .iter()
         .map(|f| (f.name.as_str(), f.version, f.deleted_at.is_some()))
         .collect();
     assert_eq!(seen, [("a", 1, false), ("a", 2, false), ("b", 1, true)]);
-    let erased = s.erase_tenant("gone".into(), "erased-1".into(), 9).await.unwrap();
+    let erased = s
+        .erase_tenant("gone".into(), "erased-1".into(), 9)
+        .await
+        .unwrap();
     assert_eq!(erased.functions, 3);
     assert!(s.tenant_functions("gone".into()).await.unwrap().is_empty());
-    assert!(s.tenant_functions("erased-1".into()).await.unwrap().is_empty());
+    assert!(
+        s.tenant_functions("erased-1".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.tenant_functions("stays".into()).await.unwrap().len(), 1);
 }

@@ -240,7 +240,9 @@ async fn check_version(
                 d.len()
             ),
         )
-        .with_details(json!({ "field": "description", "size": d.len(), "max_bytes": MAX_DESCRIPTION })));
+        .with_details(
+            json!({ "field": "description", "size": d.len(), "max_bytes": MAX_DESCRIPTION }),
+        ));
     }
     let allowlist = allowlist(state, &allow)?;
     let limits = state
@@ -293,10 +295,9 @@ async fn store_version(
 /// The answer with a stored version and its `Location`.
 fn stored(status: StatusCode, f: &FunctionRecord) -> Response {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "/v1/functions/{}/versions/{}",
-        f.name, f.version
-    )) {
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("/v1/functions/{}/versions/{}", f.name, f.version))
+    {
         headers.insert(header::LOCATION, v);
     }
     (status, headers, Json(FunctionView::from(f))).into_response()
@@ -360,7 +361,15 @@ pub async fn register_function(
         req.description.clone(),
     )
     .await?;
-    match store_version(&state, &who, req.name.clone(), checked, FunctionWrite::Register).await? {
+    match store_version(
+        &state,
+        &who,
+        req.name.clone(),
+        checked,
+        FunctionWrite::Register,
+    )
+    .await?
+    {
         FunctionPut::Stored(f) => {
             state.audit.record(
                 who.event("function_registered")
@@ -408,8 +417,15 @@ pub async fn update_function(
     {
         return Err(no_function(&name));
     }
-    let checked =
-        check_version(&state, &who, req.code, req.allow, req.limits, req.description).await?;
+    let checked = check_version(
+        &state,
+        &who,
+        req.code,
+        req.allow,
+        req.limits,
+        req.description,
+    )
+    .await?;
     match store_version(&state, &who, name.clone(), checked, FunctionWrite::Update).await? {
         FunctionPut::Stored(f) => {
             state.audit.record(
@@ -724,9 +740,10 @@ pub async fn invoke_function(
     };
     let (mut job, replayed) = submit(&state, &who, prepared).await?;
     if !replayed {
-        state.audit.record(who.event("function_invoked").details(
-            json!({ "name": f.name, "version": f.version, "job_id": job.id }),
-        ));
+        state.audit.record(
+            who.event("function_invoked")
+                .details(json!({ "name": f.name, "version": f.version, "job_id": job.id })),
+        );
     }
     if req.wait && !job.status.is_final() {
         let max_wait = Duration::from_millis(state.config.max_wait_ms);

@@ -6,9 +6,7 @@ use tokio_postgres::Row;
 
 use super::execute;
 use crate::crypto::Keyring;
-use crate::functions::{
-    FUNCTION_COLUMNS, RawFunction, seal_compiled, seal_source, stored_record,
-};
+use crate::functions::{FUNCTION_COLUMNS, RawFunction, seal_compiled, seal_source, stored_record};
 use crate::rows::to_json;
 use crate::{
     CompiledForm, FunctionPut, FunctionQuery, FunctionRecord, FunctionWrite, NewFunction,
