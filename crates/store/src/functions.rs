@@ -94,7 +94,7 @@ pub enum FunctionWrite {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FunctionPut {
     /// The version was stored.
-    Stored(FunctionRecord),
+    Stored(Box<FunctionRecord>),
     /// [`FunctionWrite::Register`] of a name that is taken.
     Exists,
     /// [`FunctionWrite::Update`] of a name that has no live version.

@@ -104,7 +104,7 @@ pub(super) async fn put_function(
     )
     .await?;
     tx.commit().await?;
-    Ok(FunctionPut::Stored(stored_record(f, version)))
+    Ok(FunctionPut::Stored(Box::new(stored_record(f, version))))
 }
 
 pub(super) async fn function(

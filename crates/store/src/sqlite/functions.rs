@@ -87,7 +87,7 @@ pub(super) fn put_function(
         ],
     )?;
     tx.commit()?;
-    Ok(FunctionPut::Stored(stored_record(f, version)))
+    Ok(FunctionPut::Stored(Box::new(stored_record(f, version))))
 }
 
 pub(super) fn function(
