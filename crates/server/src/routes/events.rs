@@ -137,6 +137,40 @@ fn incomplete_tail(buf: &[u8]) -> usize {
 }
 
 /// One SSE frame; `data` is one line of JSON.
+/// One event as a Server-Sent Events parser reads it off the wire (the
+/// stream itself is `event:`, `id:` and `data:` lines; keep-alive comments
+/// are not events). This is the document's schema of each event.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used: events are written by `frame`.
+pub struct StreamEvent {
+    /// What happened.
+    pub event: StreamEventKind,
+    /// Where the stream is: `S-O-E` (status rank, stdout and stderr bytes
+    /// sent), or `final`; send it back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^([0-3]-[0-9]{1,19}-[0-9]{1,19}|final)$")]
+    pub id: String,
+    /// The event's JSON document, as text: `{"status"}` for `status`,
+    /// `{"offset", "text", "truncated"}` for output, `{"stream", "offset",
+    /// "length"}` for `gap`, and the whole job for `final`.
+    pub data: String,
+}
+
+/// The kinds of event in a job's stream.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamEventKind {
+    /// A status transition.
+    Status,
+    /// A chunk of stdout.
+    Stdout,
+    /// A chunk of stderr.
+    Stderr,
+    /// Output this reader missed while it fell behind the live window.
+    Gap,
+    /// The whole job; the stream ends after it.
+    Final,
+}
+
 fn frame(event: &str, id: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\nid: {id}\ndata: {data}\n\n"))
 }
@@ -386,10 +420,10 @@ impl http_body::Body for EventBody {
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event: an `S-O-E` id from an earlier stream, or `final`", pattern = "^([0-3]-[0-9]{1,19}-[0-9]{1,19}|final)$"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event: an `S-O-E` id from an earlier stream, or `final`", nullable = false, pattern = "^([0-3]-[0-9]{1,19}-[0-9]{1,19}|final)$"),
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = StreamEvent),
         (status = 204, description = "Last-Event-ID is `final`: nothing more will come"),
         (status = 404, description = "No such job", body = ErrorBody),
     )
