@@ -423,7 +423,7 @@ fn not_locked_out(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
 /// failures recorded by every node started (one indexed read).
 async fn not_locked_out_anywhere(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
     not_locked_out(state, ip)?;
-    if !state.store.is_shared() {
+    if state.queue.database().is_none() {
         return Ok(());
     }
     let now = crate::now_ms();
@@ -493,7 +493,7 @@ pub fn failed(state: &AppState, ip: IpAddr, why: Rejection, token_id: Option<Str
     event.token_id = token_id;
     state.audit.record(event);
     state.metrics.auth_failures.inc();
-    if state.store.is_shared() {
+    if state.queue.database().is_some() {
         record_failure_in_store(state, ip);
     } else if state.guard.auth_failed(ip) {
         state

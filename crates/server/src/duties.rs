@@ -23,7 +23,7 @@ const SWEEP_BATCH: u32 = 64;
 /// Starts the delivery sweep when the store is shared. On SQLite the one
 /// process delivers what a previous run left pending at start, as before.
 pub fn spawn(state: &AppState) {
-    if !state.store.is_shared() {
+    if state.queue.database().is_none() {
         return;
     }
     let state = state.clone();

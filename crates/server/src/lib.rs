@@ -447,7 +447,7 @@ impl Server {
         }
         // On a shared store the sweep claims what dead nodes left pending
         // (`duties.rs`); one process delivers all of it now.
-        if state.store.is_shared() {
+        if state.queue.database().is_some() {
             duties::spawn(&state);
         } else {
             for job in state.store.pending_callbacks().await? {

@@ -212,7 +212,9 @@ impl Queue {
         self.len() == 0
     }
 
-    /// The database queue, if this node has one.
+    /// The database queue, if this node has one: it has one exactly when
+    /// its store is shared by several nodes (`JobStore::postgres`), and
+    /// this is how the server asks that question.
     pub fn database(&self) -> Option<&DbQueue> {
         match self {
             Self::Memory(_) => None,

@@ -262,7 +262,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// The Postgres store behind this one, whose queue is in the database
     /// (`postgres/cluster.rs`); `None` for SQLite, whose queue stays in the
-    /// server's memory.
+    /// server's memory. This is the one answer to "may several server
+    /// processes use this store at once": where it is `Some`, claims, caps
+    /// and lockouts live in the database (`insert_first_token` and the
+    /// methods after it).
     fn postgres(&self) -> Option<PostgresStore> {
         None
     }
@@ -314,11 +317,6 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     // What several nodes on one store need (`cluster.rs`). The defaults are
     // one process's behaviour, which is all SQLite needs.
 
-    /// True when several server processes may use this store at once
-    /// (PostgreSQL): claims, caps and lockouts then live in the database.
-    fn is_shared(&self) -> bool {
-        false
-    }
     /// Inserts `token` only if the store has no token yet (the first-start
     /// admin token), atomically across processes; false if one exists.
     fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool>;

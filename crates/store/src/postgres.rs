@@ -671,10 +671,6 @@ impl JobStore for PostgresStore {
         })
     }
 
-    fn is_shared(&self) -> bool {
-        true
-    }
-
     fn insert_first_token(&self, token: TokenRecord) -> StoreFuture<'_, bool> {
         self.with(move |client, _| async move { duties::insert_first_token(client, &token).await })
     }

@@ -330,7 +330,7 @@ async fn submit(
     // On a store several nodes share, the database counts the token's jobs
     // inside the insert (`create_capped`); on one node, the guard does.
     let cap = who.limits.concurrent_jobs;
-    if !state.store.is_shared() {
+    if state.queue.database().is_none() {
         state
             .guard
             .start_job(&who.budget_key, id, cap)
