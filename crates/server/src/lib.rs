@@ -353,6 +353,10 @@ impl AppState {
     }
 }
 
+/// The delivery-claim owner of a server on SQLite, where one process owns
+/// the store and claims are never written.
+const LOCAL_OWNER: &str = "local";
+
 /// A started service: store open, recovery done, workers running.
 #[derive(Debug)]
 pub struct Server {
@@ -383,14 +387,20 @@ impl Server {
     ) -> Result<Self, ServerError> {
         config.validate()?;
         let (default_limits, max_limits) = config.limits.resolve()?;
-        let webhooks = Webhooks::new(&config.webhook, &config.data_dir)?;
+        // On a shared store the node id names this node on its job leases
+        // and its webhook delivery claims alike. On SQLite there is one
+        // process and claims are not stored, so no id is made.
+        let node = match store.postgres() {
+            Some(pg) => Some((pg, cluster::node_id(&config)?)),
+            None => None,
+        };
+        let owner = node
+            .as_ref()
+            .map_or_else(|| LOCAL_OWNER.to_owned(), |(_, id)| id.clone());
+        let webhooks = Webhooks::new(&config.webhook, &config.data_dir, owner)?;
         let audit = audit::AuditLog::start(store.clone());
-        let queue = match store.postgres() {
-            Some(pg) => Queue::Database(Box::new(DbQueue::new(
-                pg,
-                cluster::node_id(&config)?,
-                &config,
-            ))),
+        let queue = match node {
+            Some((pg, id)) => Queue::Database(Box::new(DbQueue::new(pg, id, &config))),
             None => Queue::Memory(JobQueue::new(config.queue_size)),
         };
         let state = AppState(Arc::new(Shared {

@@ -234,9 +234,12 @@ pub struct Webhooks {
     secret_file: Option<std::path::PathBuf>,
     /// Retry and reach settings.
     config: WebhookConfig,
-    /// Who this process is when it claims a delivery in a shared store
-    /// (random per start, so a restarted node does not inherit the claims
-    /// of its previous life).
+    /// Who this process is when it claims a delivery in a shared store: the
+    /// node id it writes on its job leases (`cluster::node_id`), so an
+    /// operator sees which node holds a claim. A node restarted under its
+    /// id takes its previous life's claims only as any node would, once
+    /// they expired (the sweep), since only the sweep hands out deliveries
+    /// another process began.
     owner: String,
 }
 
@@ -246,8 +249,13 @@ pub struct Webhooks {
 pub const CLAIM_MARGIN_MS: u64 = 3_000;
 
 impl Webhooks {
-    /// Builds the client and loads (or creates) the secret.
-    pub fn new(config: &WebhookConfig, data_dir: &Path) -> Result<Self, WebhookError> {
+    /// Builds the client and loads (or creates) the secret; `owner` names
+    /// this node in delivery claims.
+    pub fn new(
+        config: &WebhookConfig,
+        data_dir: &Path,
+        owner: String,
+    ) -> Result<Self, WebhookError> {
         // reqwest is built without a default crypto provider (no aws-lc), so
         // install ring's; a second install in the same process is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -276,11 +284,11 @@ impl Webhooks {
             secrets: std::sync::RwLock::new(secrets),
             secret_file,
             config: config.clone(),
-            owner: Uuid::new_v4().to_string(),
+            owner,
         })
     }
 
-    /// Who this process is in delivery claims.
+    /// Who this process is in delivery claims (its node id).
     pub fn owner(&self) -> &str {
         &self.owner
     }

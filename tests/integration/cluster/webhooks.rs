@@ -107,6 +107,18 @@ async fn each_final_state_is_delivered_once_by_one_of_two_nodes() {
         "SELECT count(*) FROM jobs WHERE callback_owner IS NULL OR callback_lease_expires_at IS NULL",
     );
     assert_eq!(owners, "0", "every delivery was claimed before it was made");
+    // A claim names its node by the id on its job leases: here the node
+    // that finished the job claimed and made its delivery.
+    let node_ids = [cluster.node_id(0), cluster.node_id(1)];
+    let claims = cluster.sql("SELECT lease_owner, callback_owner FROM jobs");
+    for line in claims.lines() {
+        let (ran, claimed) = line.split_once('|').expect("two columns");
+        assert_eq!(ran, claimed, "{claims}");
+        assert!(
+            node_ids.iter().any(|n| n == claimed),
+            "{claimed}: {node_ids:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,11 +146,15 @@ async fn a_delivery_left_in_flight_by_a_killed_node_is_made_by_another_node() {
     // holding the claim: kill it there.
     let owner = cluster.sql(&format!("SELECT lease_owner FROM jobs WHERE id = '{id}'"));
     let runner = (0..cluster.len())
-        .find(|&i| {
-            std::fs::read_to_string(cluster.nodes[i].data_dir().join("node-id"))
-                .is_ok_and(|n| n.trim() == owner.trim())
-        })
+        .find(|&i| cluster.node_id(i) == owner.trim())
         .unwrap_or_else(|| panic!("no node is {owner:?}"));
+    // Its claim on the delivery names it too.
+    assert_eq!(
+        cluster.sql(&format!(
+            "SELECT callback_owner FROM jobs WHERE id = '{id}'"
+        )),
+        owner
+    );
     let other = 1 - runner;
     cluster.kill(runner);
     receiver.hang.store(false, Ordering::SeqCst);
@@ -165,6 +181,13 @@ async fn a_delivery_left_in_flight_by_a_killed_node_is_made_by_another_node() {
     let attempts = job["callback"]["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 1, "{job}");
     assert_eq!(attempts[0]["status_code"], 200, "{job}");
+    assert_eq!(
+        cluster.sql(&format!(
+            "SELECT callback_owner FROM jobs WHERE id = '{id}'"
+        )),
+        cluster.node_id(other),
+        "the node that took over holds the claim"
+    );
     tokio::time::sleep(strictpy_server::duties::SWEEP_EVERY * 2).await;
     assert_eq!(
         receiver.counts().get(&id),
