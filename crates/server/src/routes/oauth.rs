@@ -1,6 +1,8 @@
 //! `/v1/oauth/*`: the OAuth-style exchange of an API token for short-lived
 //! access and refresh tokens, refresh rotation and revocation (RFC 7009).
 
+use std::net::IpAddr;
+
 use axum::{
     Json,
     body::Bytes,
@@ -10,7 +12,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use strictpy_store::{TokenKind, TokenLimits};
+use strictpy_store::{TokenKind, TokenLimits, TokenRecord};
 use utoipa::ToSchema;
 
 use crate::{
@@ -164,6 +166,31 @@ async fn issue_pair(
     })
 }
 
+/// An audit event about the token `record`, which a caller presented from
+/// `ip` in a request body (these routes take no bearer token).
+fn token_event(name: &'static str, record: &TokenRecord, ip: IpAddr) -> Event {
+    Event::new(name)
+        .tenant(&record.tenant)
+        .token(&record.id)
+        .ip(ip)
+}
+
+/// What both grants end with: a new pair of `family` under the API token
+/// `parent` (its limits), with `scopes`, the audit event `audit` makes of
+/// it, and the uncacheable answer.
+async fn answer_grant(
+    state: &AppState,
+    tenant: &str,
+    parent: &TokenRecord,
+    family: &str,
+    scopes: Vec<Scope>,
+    audit: impl FnOnce(&TokenResponse) -> Event,
+) -> Result<Response, ApiError> {
+    let pair = issue_pair(state, tenant, &parent.id, family, scopes, parent.limits).await?;
+    state.audit.record(audit(&pair));
+    Ok((no_store(), Json(pair)).into_response())
+}
+
 /// Exchange an API token for short-lived credentials.
 ///
 /// Authenticated by an API token (`Authorization: Bearer spk_...`); the body
@@ -202,12 +229,11 @@ pub async fn oauth_token(
         .ok_or_else(|| auth::unauthorized("the token is gone", true))?;
     let scopes = narrow(&api.scopes, grant.scope.as_deref())?;
     let family = auth::random_id()?;
-    let pair = issue_pair(&state, &who.tenant, &api.id, &family, scopes, api.limits).await?;
-    state.audit.record(
+    answer_grant(&state, &who.tenant, &api, &family, scopes, |pair| {
         who.event("token_exchanged")
-            .details(json!({ "family": family, "scope": pair.scope })),
-    );
-    Ok((no_store(), Json(pair)).into_response())
+            .details(json!({ "family": family, "scope": pair.scope }))
+    })
+    .await
 }
 
 /// Rotate a refresh token.
@@ -255,10 +281,7 @@ pub async fn oauth_refresh(
     if !fresh {
         let revoked = state.store.revoke_family(family.clone(), now_ms()).await?;
         state.audit.record(
-            Event::new("refresh_token_reuse")
-                .tenant(&record.tenant)
-                .token(&record.id)
-                .ip(ip)
+            token_event("refresh_token_reuse", &record, ip)
                 .details(json!({ "family": family, "revoked": revoked })),
         );
         return Err(invalid(&state, Rejection::Revoked, Some(record.id)));
@@ -275,23 +298,10 @@ pub async fn oauth_refresh(
         return Err(invalid(&state, Rejection::Revoked, Some(record.id)));
     };
     let scopes = narrow(&record.scopes, grant.scope.as_deref())?;
-    let pair = issue_pair(
-        &state,
-        &record.tenant,
-        &parent.id,
-        &family,
-        scopes,
-        parent.limits,
-    )
-    .await?;
-    state.audit.record(
-        Event::new("token_refreshed")
-            .tenant(&record.tenant)
-            .token(&record.id)
-            .ip(ip)
-            .details(json!({ "family": family })),
-    );
-    Ok((no_store(), Json(pair)).into_response())
+    answer_grant(&state, &record.tenant, &parent, &family, scopes, |_| {
+        token_event("token_refreshed", &record, ip).details(json!({ "family": family }))
+    })
+    .await
 }
 
 /// Revoke a token (RFC 7009).
@@ -334,10 +344,7 @@ pub async fn oauth_revoke(
             }
         }
         state.audit.record(
-            Event::new("token_revoked")
-                .tenant(&record.tenant)
-                .token(&record.id)
-                .ip(ip)
+            token_event("token_revoked", &record, ip)
                 .details(json!({ "kind": record.kind, "via": "oauth_revoke" })),
         );
     }
