@@ -8,21 +8,18 @@
 use std::{path::PathBuf, sync::Arc};
 
 use strictpy_store::{
-    AuditQuery, Callback, Created, DeliveryAttempt, DeliveryState, JobSpec, JobStore, Keyring,
-    ListQuery, NewAuditEvent, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
-    TokenRecord,
+    AuditQuery, Callback, Created, DeliveryAttempt, DeliveryState, JobStore, Keyring, ListQuery,
+    NewAuditEvent, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
 };
-use strictpy_types::{JobStatus, Limits, Outcome, Verdict};
+use strictpy_types::{JobStatus, Outcome, Verdict};
 use uuid::Uuid;
 
-/// A test key ring with one key, `k1`.
-const KEY_1: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+mod common;
+
+use common::{KEY_1, new_job, ring, token};
+
 /// A second key, `k2`.
 const KEY_2: &str = "k2:f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f";
-
-fn ring(text: &str) -> Arc<Keyring> {
-    Arc::new(Keyring::parse(text).expect("keys"))
-}
 
 /// One backend's empty store, reachable raw (for what a test must see or
 /// tamper with below the store).
@@ -193,31 +190,6 @@ async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {
     );
     assert_eq!(ahead(ids[3]).await, 1);
     assert_eq!(ahead(ids[2]).await, 0);
-}
-
-fn spec() -> JobSpec {
-    JobSpec {
-        code: "print(1)".into(),
-        stdin: String::new(),
-        context: None,
-        allow: Vec::new(),
-        allowlist: Default::default(),
-        limits: Limits::default(),
-        seed: None,
-    }
-}
-
-fn new_job(key: Option<&str>) -> NewJob {
-    NewJob {
-        id: Uuid::now_v7(),
-        tenant: "t1".into(),
-        token_id: None,
-        idempotency_key: key.map(str::to_owned),
-        request_hash: "h".into(),
-        created_at: 1,
-        spec: spec(),
-        callback_url: None,
-    }
 }
 
 fn failed(message: &str) -> Outcome {
@@ -530,25 +502,6 @@ async fn webhook_records_and_pending_deliveries(fx: Fixture) {
     assert!(store.pending_callbacks().await.expect("pending").is_empty());
     let back = store.get(with_hook.id).await.expect("get").expect("exists");
     assert_eq!(back.callback, Some(delivered));
-}
-
-fn token(id: &str, kind: TokenKind, tenant: &str, created_at: i64) -> TokenRecord {
-    TokenRecord {
-        id: id.into(),
-        kind,
-        tenant: tenant.into(),
-        name: format!("{id} name"),
-        hash: format!("{id:0>64}"),
-        scopes: vec!["jobs:read".into()],
-        created_at,
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
-        parent_id: None,
-        family_id: None,
-        used_at: None,
-        limits: TokenLimits::default(),
-    }
 }
 
 async fn tokens_revocation_and_refresh_reuse(fx: Fixture) {

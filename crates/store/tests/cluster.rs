@@ -7,17 +7,16 @@
 use std::{path::PathBuf, sync::Arc};
 
 use strictpy_store::{
-    Created, JobCap, JobSpec, JobStore, Keyring, LockoutRule, NewJob, StoreLocation, TokenKind,
-    TokenLimits, TokenRecord,
+    Created, JobCap, JobStore, LockoutRule, NewJob, StoreLocation, TokenKind, TokenRecord,
 };
-use strictpy_types::{JobStatus, Limits, Outcome, Verdict};
+use strictpy_types::{JobStatus, Outcome, Verdict};
 use uuid::Uuid;
 
-const KEY: &str = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+mod common;
 
 async fn open(location: &StoreLocation) -> Arc<dyn JobStore> {
     location
-        .open(Arc::new(Keyring::parse(KEY).expect("keys")))
+        .open(common::ring(common::KEY_1))
         .await
         .expect("open")
 }
@@ -29,47 +28,28 @@ fn postgres() -> Option<(StoreLocation, String)> {
     Some((location, url))
 }
 
+/// A `jobs:write` token of tenant `t1`: an API token, or with a `parent`
+/// an access token exchanged for it.
 fn token(id: &str, parent: Option<&str>) -> TokenRecord {
+    let kind = if parent.is_some() {
+        TokenKind::Access
+    } else {
+        TokenKind::Api
+    };
     TokenRecord {
-        id: id.into(),
-        kind: if parent.is_some() {
-            TokenKind::Access
-        } else {
-            TokenKind::Api
-        },
-        tenant: "t1".into(),
         name: id.into(),
-        hash: format!("{id:0>64}"),
         scopes: vec!["jobs:write".into()],
-        created_at: 1,
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
         parent_id: parent.map(str::to_owned),
-        family_id: None,
-        used_at: None,
-        limits: TokenLimits::default(),
+        ..common::token(id, kind, "t1", 1)
     }
 }
 
+/// A job by token `token_id` with a webhook.
 fn job(token_id: &str, key: Option<&str>) -> NewJob {
     NewJob {
-        id: Uuid::now_v7(),
-        tenant: "t1".into(),
         token_id: Some(token_id.into()),
-        idempotency_key: key.map(str::to_owned),
-        request_hash: "h".into(),
-        created_at: 1,
-        spec: JobSpec {
-            code: "print(1)".into(),
-            stdin: String::new(),
-            context: None,
-            allow: Vec::new(),
-            allowlist: Default::default(),
-            limits: Limits::default(),
-            seed: None,
-        },
         callback_url: Some("https://example.test/hook".into()),
+        ..common::new_job(key)
     }
 }
 
