@@ -5,14 +5,16 @@
 //! SIGKILL and restart a node.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
+
+use crate::server::process::{serve_command, spawn_listening};
 
 /// The encryption key every node of a test cluster shares (a test key; the
 /// databases are thrown away).
@@ -122,16 +124,28 @@ pub(crate) struct Cluster {
     pub(crate) token: String,
     /// A plain HTTP client.
     pub(crate) client: reqwest::Client,
+    /// The requests to the nodes, on their current addresses.
+    handle: ClusterClient,
 }
 
-/// Starts `strictpy serve` on `data_dir` against `store_url`; returns the
-/// child and its base URL, or what it said before it exited.
+/// The requests of a cluster ([`ClusterClient::submit`], `get`, `until`, ...)
+/// are its handle's.
+impl std::ops::Deref for Cluster {
+    type Target = ClusterClient;
+
+    fn deref(&self) -> &ClusterClient {
+        &self.handle
+    }
+}
+
+/// Starts `strictpy serve` on `dir/data` against `store_url`, its stderr
+/// appended to `dir/log`; returns the child and its base URL, or what it
+/// said before it exited.
 pub(crate) fn spawn_node(
     dir: &Path,
     store_url: &str,
     spec: &Spec,
 ) -> Result<(Child, String), String> {
-    crate::server::warm_guest_cache();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let log = std::fs::OpenOptions::new()
@@ -139,39 +153,19 @@ pub(crate) fn spawn_node(
         .append(true)
         .open(dir.join("log"))
         .map_err(|e| e.to_string())?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+    let mut command = serve_command(&data, spec.workers);
     command
-        .env_remove("STRICTPY_STORE_URL")
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers"])
-        .arg(spec.workers.to_string())
-        .arg("--data-dir")
-        .arg(&data)
         .arg("--store-url")
         .arg(store_url)
-        .env("STRICTPY_GUEST", crate::guest_path())
-        .env("STRICTPY_ENCRYPTION_KEY", CLUSTER_KEY);
-    for (k, v) in &spec.env {
-        command.env(k, v);
-    }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("spawn strictpy serve: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    match line.trim().strip_prefix("strictpy: listening on ") {
-        Some(base) if read.is_ok() => Ok((child, base.to_owned())),
-        _ => {
-            let status = child.wait().map_err(|e| e.to_string())?;
-            Err(format!(
-                "the node exited ({status}) before listening: {}",
-                std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-            ))
-        }
-    }
+        .env("STRICTPY_ENCRYPTION_KEY", CLUSTER_KEY)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stderr(log);
+    spawn_listening(&mut command).map_err(|why| {
+        format!(
+            "{why}: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        )
+    })
 }
 
 /// Whether a job's status is final.
@@ -226,12 +220,18 @@ impl Cluster {
                 Err(e) => failures.push(e),
             }
         }
+        let client = crate::server::http_client();
         let mut cluster = Self {
             nodes,
             store_url: store_url.to_owned(),
             spec,
             token: String::new(),
-            client: crate::server::http_client(),
+            handle: ClusterClient {
+                bases: Arc::from([]),
+                token: Arc::from(""),
+                http: client.clone(),
+            },
+            client,
         };
         if !failures.is_empty() {
             return Err(failures.join("\n"));
@@ -241,6 +241,7 @@ impl Cluster {
             .into_iter()
             .next()
             .ok_or("no node wrote admin-token")?;
+        cluster.refresh_handle();
         Ok(cluster)
     }
 
@@ -264,6 +265,103 @@ impl Cluster {
         self.nodes.len()
     }
 
+    /// A cheap, cloneable handle on the nodes as they are now, for tasks a
+    /// test spawns (take a new one after a restart: the node has a new
+    /// port). The cluster's own requests go through it (`Deref`).
+    pub(crate) fn client(&self) -> ClusterClient {
+        self.handle.clone()
+    }
+
+    /// The handle after a node (re)started: the nodes' addresses now.
+    fn refresh_handle(&mut self) {
+        self.handle = ClusterClient {
+            bases: (0..self.len()).map(|i| self.base(i).to_owned()).collect(),
+            token: self.token.as_str().into(),
+            http: self.client.clone(),
+        };
+    }
+
+    /// Node `i`'s id, which it writes on its job leases and delivery claims
+    /// (`<data_dir>/node-id`).
+    pub(crate) fn node_id(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].data_dir().join("node-id"))
+            .unwrap_or_else(|e| panic!("node {i} wrote no node-id: {e}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// SIGKILLs node `i` (no chance to clean anything up) and reaps it.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Stops node `i` with SIGTERM (a graceful drain) and waits for it.
+    pub(crate) fn terminate(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again on its data dir (after [`Cluster::kill`]);
+    /// it gets a new port.
+    pub(crate) fn restart(&mut self, i: usize) {
+        self.try_restart(i).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`Cluster::restart`], returning why the node did not come up.
+    pub(crate) fn try_restart(&mut self, i: usize) -> Result<(), String> {
+        self.kill(i);
+        let (child, base) = spawn_node(self.nodes[i].dir.path(), &self.store_url, &self.spec)?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].base = base;
+        self.refresh_handle();
+        Ok(())
+    }
+
+    /// Starts one more node on the same database with `spec` (for nodes
+    /// that differ from the others, such as a mis-keyed one).
+    pub(crate) fn spawn_extra(
+        &self,
+        spec: &Spec,
+    ) -> Result<(tempfile::TempDir, Child, String), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (child, base) = spawn_node(dir.path(), &self.store_url, spec)?;
+        Ok((dir, child, base))
+    }
+
+    /// The spec the nodes run with.
+    pub(crate) fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Runs `sql` on the cluster's database with `psql` and returns its
+    /// unaligned, tuples-only output (for counting rows in tests).
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        strictpy_testpg::server()
+            .expect("a cluster has a server")
+            .query(strictpy_testpg::PgServer::database_of(&self.store_url), sql)
+    }
+}
+
+/// A handle on a cluster's nodes that tasks can own: their addresses when
+/// it was taken ([`Cluster::client`]), the admin token and the HTTP client.
+#[derive(Clone)]
+pub(crate) struct ClusterClient {
+    /// Each node's base URL, in start order.
+    bases: Arc<[String]>,
+    /// The first-start admin token.
+    token: Arc<str>,
+    /// The HTTP client (itself a shared handle).
+    http: reqwest::Client,
+}
+
+impl ClusterClient {
     /// One request to node `i` with `token` (`None`: no credentials).
     pub(crate) async fn request_as(
         &self,
@@ -274,8 +372,8 @@ impl Cluster {
         body: Option<&Value>,
     ) -> Reply {
         let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base(i)))
+            .http
+            .request(method, format!("{}{path}", self.bases[i]))
             .timeout(Duration::from_secs(60));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -358,63 +456,6 @@ impl Cluster {
     /// Polls node `i` until job `id` is final.
     pub(crate) async fn wait_final(&self, i: usize, id: &str) -> Value {
         self.until(i, id, is_final).await
-    }
-
-    /// SIGKILLs node `i` (no chance to clean anything up) and reaps it.
-    pub(crate) fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("reap");
-        }
-    }
-
-    /// Stops node `i` with SIGTERM (a graceful drain) and waits for it.
-    pub(crate) fn terminate(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts node `i` again on its data dir (after [`Cluster::kill`]);
-    /// it gets a new port.
-    pub(crate) fn restart(&mut self, i: usize) {
-        self.try_restart(i).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// [`Cluster::restart`], returning why the node did not come up.
-    pub(crate) fn try_restart(&mut self, i: usize) -> Result<(), String> {
-        self.kill(i);
-        let (child, base) = spawn_node(self.nodes[i].dir.path(), &self.store_url, &self.spec)?;
-        self.nodes[i].child = Some(child);
-        self.nodes[i].base = base;
-        Ok(())
-    }
-
-    /// Starts one more node on the same database with `spec` (for nodes
-    /// that differ from the others, such as a mis-keyed one).
-    pub(crate) fn spawn_extra(
-        &self,
-        spec: &Spec,
-    ) -> Result<(tempfile::TempDir, Child, String), String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (child, base) = spawn_node(dir.path(), &self.store_url, spec)?;
-        Ok((dir, child, base))
-    }
-
-    /// The spec the nodes run with.
-    pub(crate) fn spec(&self) -> &Spec {
-        &self.spec
-    }
-
-    /// Runs `sql` on the cluster's database with `psql` and returns its
-    /// unaligned, tuples-only output (for counting rows in tests).
-    pub(crate) fn sql(&self, sql: &str) -> String {
-        strictpy_testpg::server()
-            .expect("a cluster has a server")
-            .query(strictpy_testpg::PgServer::database_of(&self.store_url), sql)
     }
 }
 

@@ -3,15 +3,12 @@
 //! mid-run; cancel, `wait: true` and idempotency across two nodes. Claim
 //! counts and lease owners are read from the database itself.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
-use super::harness::{Cluster, Spec};
+use super::harness::{Cluster, Spec, id_of};
 
 /// The queue tests' cluster: `n` nodes of `workers` workers, a queue and
 /// buckets no test reaches, and a 3 s lease so a dead node's jobs are
@@ -26,45 +23,6 @@ fn spec(n: usize, workers: usize) -> Spec {
         .env("STRICTPY_CLUSTER__LEASE_SECS", "3")
 }
 
-/// What these tests need of a node: where it listens and the id it writes
-/// on its leases (`<data_dir>/node-id`).
-struct Member {
-    /// `http://127.0.0.1:<port>`.
-    base: String,
-    /// Its node id.
-    id: String,
-}
-
-/// The cluster's nodes, in start order.
-fn members(cluster: &Cluster) -> Vec<Member> {
-    cluster
-        .nodes
-        .iter()
-        .map(|n| Member {
-            base: n.base.clone(),
-            id: std::fs::read_to_string(n.data_dir().join("node-id"))
-                .expect("a Postgres node writes its id")
-                .trim()
-                .to_owned(),
-        })
-        .collect()
-}
-
-/// A client that sends the cluster's admin token.
-fn admin(cluster: &Cluster) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", cluster.token)
-            .parse()
-            .expect("header value"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
 /// One number from a one-row, one-column query.
 fn count(cluster: &Cluster, sql: &str) -> i64 {
     cluster
@@ -74,54 +32,27 @@ fn count(cluster: &Cluster, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-async fn post(
-    client: &reqwest::Client,
-    base: &str,
-    body: &Value,
-) -> reqwest::Result<(StatusCode, Value)> {
-    let reply = client
-        .post(format!("{base}/v1/jobs"))
-        .json(body)
-        .send()
-        .await?;
-    let status = reply.status();
-    Ok((status, reply.json().await.unwrap_or(Value::Null)))
-}
-
-async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/jobs/{id}"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// Polls `base` until job `id` satisfies `done` (bounded).
-async fn until(
-    client: &reqwest::Client,
-    base: &str,
-    id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    for _ in 0..1500 {
-        let job = get(client, base, id).await;
-        if done(&job) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} never reached the expected state");
-}
-
 /// The node whose lease job `id` is under.
 fn owner(cluster: &Cluster, id: &str) -> String {
     cluster
         .sql(&format!("SELECT lease_owner FROM jobs WHERE id = '{id}'"))
         .trim()
         .to_owned()
+}
+
+/// Submits to node `i` a job that spins for up to `timeout_ms` and waits
+/// until some node runs it; returns the job's id and that node's id.
+async fn spin(cluster: &Cluster, i: usize, timeout_ms: u64) -> (String, String) {
+    let job = cluster
+        .submit(
+            i,
+            &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": timeout_ms}}),
+        )
+        .await;
+    let id = id_of(&job);
+    cluster.until(i, &id, |j| j["status"] == "running").await;
+    let runner = owner(cluster, &id);
+    (id, runner)
 }
 
 /// 2,000 hello jobs round-robin to three nodes, one node SIGKILLed while it
@@ -133,47 +64,28 @@ async fn three_nodes_two_thousand_jobs_one_killed() {
     let Some(mut cluster) = Cluster::start(spec(3, 2)) else {
         return;
     };
-    let nodes = members(&cluster);
-    let client = admin(&cluster);
-    let view: Value = client
-        .get(format!("{}/v1/cluster", nodes[0].base))
-        .send()
+    let node_ids: Vec<String> = (0..cluster.len()).map(|i| cluster.node_id(i)).collect();
+    let view = cluster
+        .request(0, Method::GET, "/v1/cluster", None)
         .await
-        .expect("GET /v1/cluster")
-        .json()
-        .await
-        .expect("json");
+        .json;
     assert_eq!(view["queue"], "database", "{view}");
     assert_eq!(view["nodes"].as_array().map(Vec::len), Some(3), "{view}");
 
     // A job that runs until its node dies; the node that claims it is the
     // one killed.
-    let (status, spinner) = post(
-        &client,
-        &nodes[1].base,
-        &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 60000}}),
-    )
-    .await
-    .expect("POST");
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let spinner = spinner["id"].as_str().expect("id").to_owned();
-    until(&client, &nodes[1].base, &spinner, |j| {
-        j["status"] == "running"
-    })
-    .await;
-    let victim_id = owner(&cluster, &spinner);
-    let victim = nodes
+    let (spinner, victim_id) = spin(&cluster, 1, 60_000).await;
+    let victim = node_ids
         .iter()
-        .position(|n| n.id == victim_id)
+        .position(|id| *id == victim_id)
         .unwrap_or_else(|| panic!("no node is {victim_id}"));
 
-    let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.base.clone()).collect());
+    let nodes = cluster.client();
     let hello = json!({"code": "print('hi')"});
     let submit = |from: usize, to: usize, dead: Option<usize>| {
         let mut tasks = tokio::task::JoinSet::new();
         for lane in 0..8 {
-            let client = client.clone();
-            let bases = bases.clone();
+            let nodes = nodes.clone();
             let hello = hello.clone();
             tasks.spawn(async move {
                 let mut accepted = Vec::new();
@@ -183,13 +95,7 @@ async fn three_nodes_two_thousand_jobs_one_killed() {
                     if Some(target) == dead {
                         target = (target + 1) % 3;
                     }
-                    match post(&client, &bases[target], &hello).await {
-                        Ok((StatusCode::ACCEPTED, job)) => {
-                            accepted.push(job["id"].as_str().expect("id").to_owned());
-                        }
-                        Ok((status, body)) => panic!("POST answered {status}: {body}"),
-                        Err(e) => panic!("POST to {}: {e}", bases[target]),
-                    }
+                    accepted.push(id_of(&nodes.submit(target, &hello).await));
                 }
                 accepted
             });
@@ -214,8 +120,10 @@ async fn three_nodes_two_thousand_jobs_one_killed() {
     assert_eq!(accepted.len(), 2000);
 
     // The spinner ends once its lease expires (3 s) and a live node reaps it.
-    let live = &nodes[(victim + 1) % 3].base;
-    let reaped = until(&client, live, &spinner, |j| j["status"] != "running").await;
+    let live = (victim + 1) % 3;
+    let reaped = cluster
+        .until(live, &spinner, |j| j["status"] != "running")
+        .await;
     let resolved_after = killed_at.elapsed();
     assert_eq!(reaped["status"], "failed", "{reaped}");
     assert_eq!(reaped["error"]["kind"], "internal", "{reaped}");
@@ -266,7 +174,7 @@ async fn three_nodes_two_thousand_jobs_one_killed() {
     for line in failed.lines() {
         let (id, node) = line.split_once('|').expect("two columns");
         assert_eq!(node, victim_id, "job {id} failed on a live node");
-        let job = get(&client, live, id).await;
+        let job = cluster.get(live, id).await;
         assert_eq!(job["error"]["kind"], "internal", "{job}");
     }
     let succeeded = count(
@@ -293,56 +201,41 @@ async fn cancel_wait_and_idempotency_across_two_nodes() {
     let Some(cluster) = Cluster::start(spec(2, 1).env("STRICTPY_CLUSTER__POLL_MS", "60000")) else {
         return;
     };
-    let [a, b]: [Member; 2] = match members(&cluster).try_into() {
-        Ok(two) => two,
-        Err(_) => panic!("two nodes"),
-    };
-    let client = admin(&cluster);
+    let ids = [cluster.node_id(0), cluster.node_id(1)];
 
     // Occupy one node's only worker with a spinner.
-    let (_, spinner) = post(
-        &client,
-        &a.base,
-        &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}}),
-    )
-    .await
-    .expect("POST");
-    let spinner = spinner["id"].as_str().expect("id").to_owned();
-    until(&client, &a.base, &spinner, |j| j["status"] == "running").await;
-    let (busy, free) = if owner(&cluster, &spinner) == a.id {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let (spinner, runner) = spin(&cluster, 0, 30_000).await;
+    let busy = usize::from(runner != ids[0]);
+    let free = 1 - busy;
 
     // `wait: true` on the busy node: the free node runs it, and the held
     // request answers once it is final.
-    let (status, job) = post(
-        &client,
-        &busy.base,
-        &json!({"code": "print(6 * 7)", "wait": true}),
-    )
-    .await
-    .expect("POST wait");
-    assert_eq!(status, StatusCode::OK, "{job}");
+    let reply = cluster
+        .submit_as(
+            busy,
+            &cluster.token,
+            &json!({"code": "print(6 * 7)", "wait": true}),
+        )
+        .await;
+    let job = reply.json;
+    assert_eq!(reply.status, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["stdout"], "42\n");
-    let id = job["id"].as_str().expect("id");
-    assert_eq!(owner(&cluster, id), free.id, "the free node ran it");
+    assert_eq!(
+        owner(&cluster, &id_of(&job)),
+        ids[free],
+        "the free node ran it"
+    );
 
-    let view: Value = client
-        .get(format!("{}/v1/cluster", free.base))
-        .send()
+    let view = cluster
+        .request(free, Method::GET, "/v1/cluster", None)
         .await
-        .expect("GET /v1/cluster")
-        .json()
-        .await
-        .expect("json");
+        .json;
     let listed_nodes = view["nodes"].as_array().expect("nodes");
     assert_eq!(listed_nodes.len(), 2, "{view}");
     let listed = listed_nodes
         .iter()
-        .find(|n| n["id"] == busy.id.as_str())
+        .find(|n| n["id"] == ids[busy].as_str())
         .expect("the busy node is listed");
     assert_eq!(listed["running_jobs"], 1, "{view}");
     assert_eq!(listed["alive"], true, "{view}");
@@ -351,28 +244,22 @@ async fn cancel_wait_and_idempotency_across_two_nodes() {
     // printed for docs/benchmarks.md, not asserted: timings belong in
     // measurements, not in tests.)
     let asked = Instant::now();
-    let reply = client
-        .delete(format!("{}/v1/jobs/{spinner}", free.base))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(reply.status(), StatusCode::OK);
+    let reply = cluster
+        .request(free, Method::DELETE, &format!("/v1/jobs/{spinner}"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     eprintln!(
         "nodes: a job running on one node was cancelled through the other in {:.1} ms",
         asked.elapsed().as_secs_f64() * 1e3
     );
-    let cancelled: Value = reply.json().await.expect("json");
+    let cancelled = reply.json;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["error"]["kind"], "cancelled", "{cancelled}");
 
     // One key, both nodes at once: one job.
     let keyed = json!({"code": "print('once')", "idempotency_key": "same-key-both-nodes"});
-    let (one, two) = tokio::join!(
-        post(&client, &a.base, &keyed),
-        post(&client, &b.base, &keyed)
-    );
-    let (one, two) = (one.expect("POST A"), two.expect("POST B"));
-    assert_eq!(one.1["id"], two.1["id"], "{one:?} {two:?}");
+    let (one, two) = tokio::join!(cluster.submit(0, &keyed), cluster.submit(1, &keyed));
+    assert_eq!(one["id"], two["id"], "{one} {two}");
     assert_eq!(
         count(
             &cluster,
@@ -380,8 +267,9 @@ async fn cancel_wait_and_idempotency_across_two_nodes() {
         ),
         1
     );
-    let id = one.1["id"].as_str().expect("id");
-    let done = until(&client, &b.base, id, |j| j["status"] == "succeeded").await;
+    let done = cluster
+        .until(1, &id_of(&one), |j| j["status"] == "succeeded")
+        .await;
     assert_eq!(done["stdout"], "once\n");
     assert_eq!(
         count(&cluster, "SELECT COUNT(*) FROM jobs WHERE attempts > 1"),

@@ -1,5 +1,7 @@
 //! The real `strictpy serve` process: `kill -9` while a job runs and jobs
 //! wait, then a restart on the same data dir; and SIGTERM's graceful drain.
+//! Also how every test starts the process (`serve_command` and
+//! `spawn_listening`, which the cluster harness uses too).
 
 use std::{
     io::{BufRead, BufReader},
@@ -30,38 +32,16 @@ impl Process {
     /// [`Process::start`] on the store `store_url` (given as
     /// `STRICTPY_STORE_URL`; `None`: SQLite in the data dir).
     pub(crate) fn start_on(data_dir: &Path, store_url: Option<&str>) -> Self {
-        super::warm_guest_cache();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_strictpy"));
-        match store_url {
-            Some(url) => command.env("STRICTPY_STORE_URL", url),
-            None => command.env_remove("STRICTPY_STORE_URL"),
-        };
-        let mut child = command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("STRICTPY_GUEST", crate::guest_path())
-            .env("STRICTPY_SHUTDOWN_GRACE_MS", "20000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn strictpy serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("strictpy: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let mut command = serve_command(data_dir, 1);
+        if let Some(url) = store_url {
+            command.env("STRICTPY_STORE_URL", url);
+        }
+        let (child, base) = spawn_listening(
+            command
+                .env("STRICTPY_SHUTDOWN_GRACE_MS", "20000")
+                .stderr(Stdio::inherit()),
+        )
+        .unwrap_or_else(|why| panic!("{why}"));
         Self { child, base }
     }
 
@@ -102,6 +82,48 @@ impl Process {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("job {id} never reached the expected state");
+    }
+}
+
+/// `strictpy serve` on an ephemeral loopback port with `workers` workers
+/// on `data_dir` and the test guest, ignoring a `STRICTPY_STORE_URL` the
+/// test run may have; the caller adds the rest (the precompiled guest is
+/// in the cache first, so the process loads it instead of compiling).
+pub(crate) fn serve_command(data_dir: &Path, workers: usize) -> Command {
+    super::warm_guest_cache();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strictpy"));
+    command
+        .env_remove("STRICTPY_STORE_URL")
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers"])
+        .arg(workers.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("STRICTPY_GUEST", crate::guest_path())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Spawns a [`serve_command`] and waits for its "listening on" line;
+/// returns the child and its base URL, or, when it exits (or says
+/// something else) first, how it ended.
+pub(crate) fn spawn_listening(command: &mut Command) -> Result<(Child, String), String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn strictpy serve: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    match line.trim().strip_prefix("strictpy: listening on ") {
+        Some(base) if read.is_ok() => Ok((child, base.to_owned())),
+        _ => {
+            // Killed in case it is still up and said something else.
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            Err(format!(
+                "strictpy serve did not listen ({status}; first line {line:?})"
+            ))
+        }
     }
 }
 
