@@ -494,18 +494,27 @@ impl Listening {
         }
     }
 
+    /// A fresh connection on which a request head with the admin token was
+    /// sent, for a JSON body of `len` bytes (the caller sends it, or not);
+    /// `extra` header lines end it.
+    async fn send_head(&self, method: &str, path: &str, len: usize, extra: &str) -> TcpStream {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n{extra}\r\n",
+            self.token,
+        );
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("head");
+        stream
+    }
+
     /// One request on a fresh connection with `Connection: close`, read to
     /// its end: the status and the body. No connection stays behind.
     async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
         let body = body.map(Value::to_string).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            self.token,
-            body.len()
-        );
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
-        stream.write_all(head.as_bytes()).await.expect("head");
+        let mut stream = self
+            .send_head(method, path, body.len(), "connection: close\r\n")
+            .await;
         stream.write_all(body.as_bytes()).await.expect("body");
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
@@ -565,14 +574,7 @@ async fn clients_that_leave_during_wait_leave_no_waiter_or_task_behind() {
             "idempotency_key": format!("leaver-{i}"),
         })
         .to_string();
-        let head = format!(
-            "POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            live.token,
-            body.len()
-        );
-        let mut stream = TcpStream::connect(live.addr).await.expect("connect");
-        stream.write_all(head.as_bytes()).await.expect("head");
+        let mut stream = live.send_head("POST", "/v1/jobs", body.len(), "").await;
         stream.write_all(body.as_bytes()).await.expect("body");
         tokio::time::sleep(Duration::from_millis(30)).await;
         drop(stream);
@@ -656,6 +658,32 @@ async fn clients_that_leave_during_wait_leave_no_waiter_or_task_behind() {
     live.stop().await;
 }
 
+/// Writes `bytes` to `stream` one at a time, each followed by up to 200 ms
+/// of reading what the server answers, until they run out or the server
+/// closes; returns what it answered. Panics with `held` past 15 s, so a
+/// server that never cuts the client off fails the test.
+async fn trickle(
+    stream: &mut TcpStream,
+    bytes: impl IntoIterator<Item = u8>,
+    held: &str,
+) -> Vec<u8> {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    for byte in bytes {
+        if stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{held}");
+    }
+    answer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_by_the_read_timeouts() {
     let live = Listening::start(|c| {
@@ -674,22 +702,12 @@ async fn slow_clients_are_cut_off_by_the_read_timeouts() {
             .await
             .expect("head");
         let started = Instant::now();
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            if stream.write_all(b"a").await.is_err() {
-                break;
-            }
-            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => break,
-                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "a head that never ends held its connection"
-            );
-        }
+        let answer = trickle(
+            &mut stream,
+            std::iter::repeat(b'a'),
+            "a head that never ends held its connection",
+        )
+        .await;
         let answer = String::from_utf8_lossy(&answer).into_owned();
         assert!(!answer.contains(" 200 "), "{answer}");
         started.elapsed()
@@ -697,31 +715,14 @@ async fn slow_clients_are_cut_off_by_the_read_timeouts() {
     // A body trickled a byte every 200 ms: 408, then the connection closes.
     let trickled_body = async {
         let body = json!({"code": format!("print('{}')", "x".repeat(200))}).to_string();
-        let head = format!(
-            "POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            live.token,
-            body.len()
-        );
-        let mut stream = TcpStream::connect(live.addr).await.expect("connect");
-        stream.write_all(head.as_bytes()).await.expect("head");
+        let mut stream = live.send_head("POST", "/v1/jobs", body.len(), "").await;
         let started = Instant::now();
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 4096];
-        for byte in body.as_bytes() {
-            if stream.write_all(&[*byte]).await.is_err() {
-                break;
-            }
-            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => break,
-                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "a trickled body held its request"
-            );
-        }
+        let mut answer = trickle(
+            &mut stream,
+            body.bytes(),
+            "a trickled body held its request",
+        )
+        .await;
         // Whatever is left of the answer, up to the close.
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
         let answer = String::from_utf8_lossy(&answer).into_owned();
