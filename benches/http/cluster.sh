@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benches/http/cluster.sh: the scale-out figures of docs/benchmarks.md.
-# Starts a throwaway PostgreSQL (Debian's package; as the postgres user when
-# root) and N `strictpy serve` nodes on it, then drives them with
+# Starts N `strictpy serve` nodes on a throwaway PostgreSQL (or one SQLite
+# store each) with scripts/cluster.sh, then drives them with
 # `strictpy load` (wait: true hello jobs, round-robin over the nodes).
 #
 #   benches/http/cluster.sh NODES [sqlite|postgres]
@@ -14,78 +14,46 @@ set -euo pipefail
 nodes=${1:-1}
 store=${2:-postgres}
 bin=${STRICTPY_BIN:-target/release/strictpy}
-workers=${WORKERS:-2}
 concurrency=${CONCURRENCY:-8}
 duration=${DURATION:-10}
 lease=${LEASE_SECS:-30}
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-pids=()
-pg_ctl_cmd=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then "${pg_ctl_cmd[@]}" -m immediate stop >/dev/null 2>&1 || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
-url=""
-if [ "$store" = postgres ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_pg=()
-  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
-  mkdir "$tmp/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$tmp/pg"; fi
-  "${as_pg[@]}" "$pgbin/initdb" -D "$tmp/pg/data" -U strictpy --auth=trust >/dev/null
-  pg_ctl_cmd=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$tmp/pg/data")
-  "${pg_ctl_cmd[@]}" -o "-p $port -k $tmp/pg -c listen_addresses=127.0.0.1 -c max_connections=200" \
-    -l "$tmp/pg/log" -w start >/dev/null
-  url="postgres://strictpy@127.0.0.1:$port/postgres"
+if [ -z "${CLUSTER_URLS:-}" ]; then
+  # Outside a cluster: start one (every node gets these settings) and run
+  # this script again inside it. The nodes are SIGKILLed at the end, as a
+  # bench leaves jobs spinning.
+  STRICTPY_CLUSTER__LEASE_SECS=$lease STRICTPY_QUEUE_SIZE=100000 \
+    NODES=$nodes WORKERS=${WORKERS:-2} STORE=$store STRICTPY=$bin STOP=KILL \
+    exec bash "$(dirname "$0")/../../scripts/cluster.sh" bash "$0" "$@"
 fi
 
-start_node() {
-  local n=$1 dir="$tmp/node$1"
-  mkdir "$dir"
-  local env=(STRICTPY_CLUSTER__LEASE_SECS="$lease" STRICTPY_QUEUE_SIZE=100000)
-  if [ -n "$url" ]; then env+=(STRICTPY_STORE_URL="$url"); fi
-  if [ "$n" -gt 1 ]; then env+=(STRICTPY_ENCRYPTION__KEY_FILE="$tmp/node1/encryption-keys"); fi
-  env "${env[@]}" "$bin" serve --listen 127.0.0.1:0 --workers "$workers" --data-dir "$dir" \
-    >"$dir/stdout" 2>"$dir/log" &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    if grep -q "listening on" "$dir/stdout" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  urls+=(--url "$(sed -n 's/^strictpy: listening on //p' "$dir/stdout")")
-}
-
-# Not in a subshell: `pids` and `urls` must survive for the cleanup.
+read -r -a bases <<<"$CLUSTER_URLS"
+read -r -a pids <<<"$CLUSTER_PIDS"
 urls=()
-for n in $(seq 1 "$nodes"); do start_node "$n"; done
-token_env=()
-if [ -n "$url" ]; then token_env=(STRICTPY_STORE_URL="$url"); fi
-env "${token_env[@]}" "$bin" token --data-dir "$tmp/node1" create --tenant bench \
+for base in "${bases[@]}"; do urls+=(--url "$base"); done
+token_file="$CLUSTER_DIR/token"
+"$bin" token --data-dir "$CLUSTER_DIR/node1/data" create --tenant bench \
   --scope jobs:write --requests-per-minute 100000000 --burst 1000000 \
-  --concurrent-jobs 100000 >"$tmp/token"
+  --concurrent-jobs 100000 >"$token_file"
 
 if [ "${KILL:-0}" = 1 ]; then
   # Fill every worker with slow jobs, SIGKILL the last node, and time until
   # the database shows none of its jobs running.
-  export STRICTPY_TOKEN=$(cat "$tmp/token")
-  base=${urls[1]}
-  for _ in $(seq 1 $((nodes * workers * 2))); do
-    curl -s -o /dev/null -X POST "$base/v1/jobs" -H "authorization: Bearer $STRICTPY_TOKEN" \
+  token=$(cat "$token_file")
+  base=${bases[1]}
+  for _ in $(seq 1 $((nodes * ${WORKERS:-2} * 2))); do
+    curl -s -o /dev/null -X POST "$base/v1/jobs" -H "authorization: Bearer $token" \
       -H 'content-type: application/json' \
       -d '{"code": "while True:\n    pass", "limits": {"timeout_ms": 60000}}'
   done
   sleep 2
-  victim=$(cat "$tmp/node$nodes/node-id")
-  q() { "$pgbin/psql" "$url" -Atc "$1"; }
-  echo "running on $victim before the kill: $(q "SELECT COUNT(*) FROM jobs WHERE status='running' AND lease_owner='$victim'")"
+  victim=$(cat "$CLUSTER_DIR/node$nodes/data/node-id")
+  q() { "$PG_BINDIR/psql" "$STRICTPY_STORE_URL" -Atc "$1"; }
+  running="SELECT COUNT(*) FROM jobs WHERE status='running' AND lease_owner='$victim'"
+  echo "running on $victim before the kill: $(q "$running")"
   kill -9 "${pids[$((nodes - 1))]}"
   t0=$(date +%s.%N)
-  while [ "$(q "SELECT COUNT(*) FROM jobs WHERE status='running' AND lease_owner='$victim'")" != 0 ]; do
+  while [ "$(q "$running")" != 0 ]; do
     sleep 0.05
   done
   t1=$(date +%s.%N)
@@ -93,4 +61,4 @@ if [ "${KILL:-0}" = 1 ]; then
   exit 0
 fi
 
-"$bin" load "${urls[@]}" --token-file "$tmp/token" --concurrency "$concurrency" --seconds "$duration"
+"$bin" load "${urls[@]}" --token-file "$token_file" --concurrency "$concurrency" --seconds "$duration"
