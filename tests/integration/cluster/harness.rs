@@ -1,7 +1,8 @@
 //! The multi-node harness: one private PostgreSQL database (`strictpy-testpg`)
 //! and N real `strictpy serve` processes (the release binary) on free
 //! loopback ports, each with its own data dir and the same store URL and
-//! encryption keys, with helpers to submit, get and wait for jobs, and to
+//! encryption keys, with helpers to submit, get and wait for jobs (also
+//! through `ClusterClient`, a cloneable handle for spawned tasks), and to
 //! SIGKILL and restart a node.
 
 use std::{
