@@ -30,19 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 url=""
-if [ "$store" = postgres ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_pg=()
-  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
-  mkdir "$tmp/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$tmp/pg"; fi
-  "${as_pg[@]}" "$pgbin/initdb" -D "$tmp/pg/data" -U strictpy --auth=trust >/dev/null
-  pg_ctl_cmd=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$tmp/pg/data")
-  "${pg_ctl_cmd[@]}" -o "-p $port -k $tmp/pg -c listen_addresses=127.0.0.1 -c max_connections=200" \
-    -l "$tmp/pg/log" -w start >/dev/null
-  url="postgres://strictpy@127.0.0.1:$port/postgres"
-fi
+# shellcheck source=benches/http/pg.sh
+. "$(dirname "$0")/pg.sh"
+if [ "$store" = postgres ]; then start_pg "$tmp"; fi
 
 start_node() {
   local n=$1 dir="$tmp/node$1"

@@ -27,18 +27,11 @@ cleanup() {
 trap cleanup EXIT
 
 env_store=()
+# shellcheck source=benches/http/pg.sh
+. "$(dirname "$0")/pg.sh"
 if [ "$store" = postgres ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_pg=()
-  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
-  mkdir "$tmp/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$tmp/pg"; fi
-  "${as_pg[@]}" "$pgbin/initdb" -D "$tmp/pg/data" -U strictpy --auth=trust >/dev/null
-  pg_ctl_cmd=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$tmp/pg/data")
-  "${pg_ctl_cmd[@]}" -o "-p $port -k $tmp/pg -c listen_addresses=127.0.0.1" \
-    -l "$tmp/pg/log" -w start >/dev/null
-  env_store=(STRICTPY_STORE_URL="postgres://strictpy@127.0.0.1:$port/postgres")
+  start_pg "$tmp"
+  env_store=(STRICTPY_STORE_URL="$url")
 fi
 
 mkdir "$tmp/data"
