@@ -9,7 +9,8 @@
 #
 # Environment: STRICTPY_BIN (target/release/strictpy), STRICTPY_GUEST,
 # DURATION seconds per wrk run (10), PERF=FILE to `perf record -g` the
-# server during the 1-connection run into FILE.
+# server during the 1-connection run into FILE, STAT=1 to count its context
+# switches then (`perf stat`; divide by wrk's request count).
 set -euo pipefail
 store=${1:-sqlite}
 bin=${STRICTPY_BIN:-target/release/strictpy}
@@ -56,9 +57,12 @@ echo "== $store, 1 connection"
 if [ -n "${PERF:-}" ]; then
   perf record -g -o "$PERF" -p "$server" -- sleep "$duration" >/dev/null 2>&1 &
   perf_pid=$!
+elif [ -n "${STAT:-}" ]; then
+  perf stat -e context-switches,cpu-migrations -p "$server" -- sleep "$duration" &
+  perf_pid=$!
 fi
 wrk -t1 -c1 -d"${duration}s" --latency -s "$script" "$base"
-if [ -n "${PERF:-}" ]; then wait "$perf_pid" || true; fi
+if [ -n "${PERF:-}${STAT:-}" ]; then wait "$perf_pid" || true; fi
 echo "== $store, 4 connections"
 wrk -t2 -c4 -d"${duration}s" --latency -s "$script" "$base"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
