@@ -118,7 +118,7 @@ pub struct Shared {
     /// Jobs being run, with their cancel handles.
     running: Mutex<HashMap<Uuid, RunningJob>>,
     /// Requests waiting for a job to become final (`wait: true`, `DELETE`).
-    waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    waiters: Mutex<HashMap<Uuid, Arc<workers::Waiting>>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Webhook delivery.
@@ -169,7 +169,7 @@ impl Shared {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn waiters(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Notify>>> {
+    fn waiters(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<workers::Waiting>>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -296,6 +296,27 @@ impl AppState {
                 true
             }
         }
+    }
+
+    /// [`Shared::job_final`] for a job this node's worker just finished
+    /// (its final state committed at `finished_at`): requests waiting on it
+    /// are handed the final record, so they answer without reading it back.
+    pub fn job_finished(
+        &self,
+        job: &strictpy_store::JobRecord,
+        status: JobStatus,
+        outcome: &Outcome,
+        finished_at: i64,
+    ) {
+        if let Some(waiting) = self.waiters().get(&job.id) {
+            waiting.set_final(strictpy_store::JobRecord {
+                status,
+                outcome: Some(outcome.clone()),
+                finished_at: Some(finished_at),
+                ..job.clone()
+            });
+        }
+        self.job_final(job, status, outcome);
     }
 
     /// Bookkeeping for a job that just became final: metrics, waiters, the

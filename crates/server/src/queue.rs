@@ -249,7 +249,7 @@ impl Queue {
         }
     }
 
-    /// Records a job's final state: only while the job is still `running`
+    /// Records a job's final state, as of `at`: only while the job is still `running`
     /// (in the database: still under this node's lease). False otherwise.
     pub fn finish(
         &self,
@@ -257,18 +257,17 @@ impl Queue {
         id: Uuid,
         status: JobStatus,
         outcome: &Outcome,
+        at: i64,
     ) -> Result<bool, StoreError> {
         match self {
             Self::Memory(_) => {
                 state
                     .runtime
-                    .block_on(state.store.finish(id, status, outcome.clone(), now_ms()))
+                    .block_on(state.store.finish(id, status, outcome.clone(), at))
             }
-            Self::Database(q) => {
-                state
-                    .runtime
-                    .block_on(q.store.finish_owned(id, &q.node, status, outcome, now_ms()))
-            }
+            Self::Database(q) => state
+                .runtime
+                .block_on(q.store.finish_owned(id, &q.node, status, outcome, at)),
         }
     }
 

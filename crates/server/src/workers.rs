@@ -21,7 +21,7 @@ use strictpy_store::{JobRecord, StoreError};
 use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
 use uuid::Uuid;
 
-use crate::{AppState, Shared, queue::Next};
+use crate::{AppState, Shared, now_ms, queue::Next};
 
 /// The message of a job whose worker stopped under it.
 pub const WORKER_STOPPED: &str =
@@ -209,6 +209,9 @@ impl Drop for Alive {
 
 fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     let _alive = Alive(state.clone());
+    // This thread blocks on every job anyway: SQLite statements run here
+    // rather than hopping to the blocking pool and back.
+    strictpy_store::run_statements_inline();
     loop {
         let running = RunningJob::default();
         match state.queue.next(&state, &running) {
@@ -269,12 +272,14 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     let id = record.id;
     // Once accepted a job's end must be stored: while the store is down
     // (disk full, read-only, database stopped) keep trying.
+    let mut at = now_ms();
     let finished = retrying(state, id, "finish", || {
-        state.queue.finish(state, id, status, &outcome)
+        at = now_ms();
+        state.queue.finish(state, id, status, &outcome, at)
     });
     state.live.close(id);
     match finished {
-        Ok(true) => state.job_final(&record, status, &outcome),
+        Ok(true) => state.job_finished(&record, status, &outcome, at),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
         Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
     }
@@ -342,28 +347,93 @@ pub async fn wait_final(
     id: Uuid,
     timeout: std::time::Duration,
 ) -> Result<Option<JobRecord>, StoreError> {
+    wait_on(state, state.waiter(id), None, timeout).await
+}
+
+/// [`wait_final`] for `job`, just stored by this request, which took
+/// `waiter` (on the id it stored the job under) before storing it: no
+/// finish can have slipped past, so the wait starts without reading the
+/// job back, and a finish on this node hands over the final record. A
+/// replay (another job id) waits the ordinary way.
+pub async fn wait_fresh(
+    state: &AppState,
+    waiter: Option<Waiter<'_>>,
+    job: &JobRecord,
+    timeout: std::time::Duration,
+) -> Result<Option<JobRecord>, StoreError> {
+    match waiter {
+        Some(waiter) if waiter.id == job.id => {
+            wait_on(state, waiter, Some(job.clone()), timeout).await
+        }
+        _ => wait_final(state, job.id, timeout).await,
+    }
+}
+
+/// The loop of [`wait_final`] on `waiter`'s job; `known` is the job as the
+/// caller just stored it, if it did.
+async fn wait_on(
+    state: &AppState,
+    mut waiter: Waiter<'_>,
+    mut known: Option<JobRecord>,
+    timeout: std::time::Duration,
+) -> Result<Option<JobRecord>, StoreError> {
+    let id = waiter.id;
     let deadline = tokio::time::Instant::now() + timeout;
     let recheck = match state.queue.database() {
         Some(_) => std::time::Duration::from_millis(state.config.cluster.poll_ms),
         None => timeout,
     };
     loop {
-        let waiter = state.waiter(id);
-        let notified = waiter.notify().notified();
-        tokio::pin!(notified);
-        // Enable before reading the store, so a finish between the read and
-        // the wait still wakes us.
-        notified.as_mut().enable();
-        let job = state.store.get(id).await?;
-        match &job {
-            Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
-            _ => return Ok(job),
+        {
+            let notified = waiter.notify().notified();
+            tokio::pin!(notified);
+            // Enable before reading the store, so a finish between the read
+            // and the wait still wakes us.
+            notified.as_mut().enable();
+            if let Some(done) = waiter.final_record() {
+                return Ok(Some(done));
+            }
+            let job = match known.take() {
+                Some(job) => Some(job),
+                None => state.store.get(id).await?,
+            };
+            match &job {
+                Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
+                _ => return Ok(job),
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(job);
+            }
+            let _ = tokio::time::timeout(recheck.min(deadline - now), notified).await;
+            if let Some(done) = waiter.final_record() {
+                return Ok(Some(done));
+            }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Ok(job);
-        }
-        let _ = tokio::time::timeout(recheck.min(deadline - now), notified).await;
+        // The finish removed the entry this waiter holds: take a new one.
+        waiter = state.waiter(id);
+    }
+}
+
+/// What requests waiting on one job share: the wake-up, and the final
+/// record when this node's worker finished the job.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    /// Woken when the job becomes final or shutdown begins.
+    notify: tokio::sync::Notify,
+    /// The job as its finish stored it, set before the wake-up.
+    done: Mutex<Option<JobRecord>>,
+}
+
+impl Waiting {
+    /// Wakes every request waiting now.
+    pub fn notify_waiters(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Hands the waiters the job's final record (call before waking them).
+    pub fn set_final(&self, job: JobRecord) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
     }
 }
 
@@ -378,18 +448,27 @@ pub struct Waiter<'a> {
     /// The job waited on.
     id: Uuid,
     /// This request's handle on the entry.
-    notify: Arc<tokio::sync::Notify>,
+    notify: Arc<Waiting>,
 }
 
 impl<'a> Waiter<'a> {
     /// Wraps a handle just taken from `shared`'s map.
-    pub(crate) fn new(shared: &'a Shared, id: Uuid, notify: Arc<tokio::sync::Notify>) -> Self {
+    pub(crate) fn new(shared: &'a Shared, id: Uuid, notify: Arc<Waiting>) -> Self {
         Self { shared, id, notify }
     }
 
     /// The notifier, woken when the job becomes final or shutdown begins.
     pub fn notify(&self) -> &tokio::sync::Notify {
-        &self.notify
+        &self.notify.notify
+    }
+
+    /// The final job, once this node's worker finished it.
+    pub fn final_record(&self) -> Option<JobRecord> {
+        self.notify
+            .done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -397,7 +476,7 @@ impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         /// What a dropped guard holds instead of its handle, so that handle
         /// is released under the lock (see below).
-        static SPARE: std::sync::LazyLock<Arc<tokio::sync::Notify>> =
+        static SPARE: std::sync::LazyLock<Arc<Waiting>> =
             std::sync::LazyLock::new(Default::default);
         let mut map = self.shared.waiters();
         let mine = std::mem::replace(&mut self.notify, SPARE.clone());

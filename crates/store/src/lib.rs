@@ -33,7 +33,7 @@ pub use postgres::{
 pub use security::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,
 };
-pub use sqlite::{DB_FILE, SqliteStore};
+pub use sqlite::{DB_FILE, SqliteStore, run_statements_inline};
 
 /// Creates the data dir (and its parents) if it does not exist. A directory
 /// created here is private to the service's user (0700 on Unix): it holds the
@@ -328,6 +328,20 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         let _ = cap;
         let created = self.create(job);
         Box::pin(async move { created.await.map(Some) })
+    }
+    /// [`JobStore::create_capped`] for a job whose client holds its
+    /// connection until the job is final (`wait: true`): the commit survives
+    /// the process dying (`kill -9`) at once, but it may survive a power loss
+    /// only after the next [`JobStore::sync`]. The default is
+    /// `create_capped` itself (a commit that is durable in every sense).
+    fn create_capped_unsynced(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
+        self.create_capped(job, cap)
+    }
+    /// Makes every commit so far survive a power loss: what
+    /// [`JobStore::create_capped_unsynced`] left to the page cache is
+    /// flushed. Nothing to do by default (every commit already is).
+    fn sync(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
     /// Claims (or renews) the webhook delivery of job `id` for `owner` for
     /// `lease_ms` from now (the database's clock); false when another live

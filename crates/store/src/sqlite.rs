@@ -4,10 +4,17 @@
 //! rusqlite is synchronous, so every statement runs on tokio's blocking pool
 //! behind one connection mutex; SQLite serialises writers anyway, and one
 //! connection keeps "select, then insert" steps atomic without retries.
+//! Threads that may block anyway (the job workers) call
+//! [`run_statements_inline`] once: their statements then run on the calling
+//! thread, which saves two thread hand-offs per statement.
 
 use std::{
-    path::Path,
-    sync::{Arc, Mutex},
+    cell::Cell,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use rusqlite::{Connection, OptionalExtension, Row, params, types::ValueRef};
@@ -92,11 +99,81 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+thread_local! {
+    /// Set on threads whose store calls run right there (see the module docs).
+    static INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// From now on, the SQLite statements this thread's store futures run
+/// execute on this thread instead of tokio's blocking pool. Only for
+/// threads that are allowed to block (never an async runtime's worker): a
+/// statement may wait for the connection and for an fsync.
+pub fn run_statements_inline() {
+    INLINE.with(|inline| inline.set(true));
+}
+
+/// True when this thread runs its statements itself.
+fn inline() -> bool {
+    INLINE.with(Cell::get)
+}
+
+/// Runs `run` on the blocking pool, or right here on a thread that called
+/// [`run_statements_inline`].
+async fn blocking<T, F>(run: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    if inline() {
+        return run();
+    }
+    tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+}
+
+/// How far the WAL is known to be on disk, for
+/// [`JobStore::create_capped_unsynced`] and [`JobStore::sync`].
+#[derive(Debug, Default)]
+struct Flushed {
+    /// Unsynced commits made so far (a counter, never reset).
+    written: AtomicU64,
+    /// The value of `written` the last completed fsync covered.
+    synced: AtomicU64,
+    /// Held while an fsync runs, so concurrent callers share one.
+    flushing: Mutex<()>,
+}
+
+impl Flushed {
+    /// Makes the unsynced commits up to `target` durable: one fdatasync of
+    /// the WAL file covers every commit written before it started. With
+    /// `synchronous=NORMAL` a checkpoint syncs the WAL before it copies
+    /// pages and the database file after, so frames a checkpoint moved are
+    /// on disk already, and syncing the WAL covers the rest.
+    fn flush(&self, wal: &Path, target: u64) -> Result<(), StoreError> {
+        let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.synced.load(Ordering::SeqCst) >= target {
+            return Ok(()); // Another caller's fsync covered it meanwhile.
+        }
+        let upto = self.written.load(Ordering::SeqCst);
+        std::fs::File::open(wal)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| StoreError::Unavailable(format!("cannot sync {}: {e}", wal.display())))?;
+        self.synced.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// A [`JobStore`] on an embedded SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// The one connection; see the module docs for why there is only one.
     conn: Arc<Mutex<Connection>>,
+    /// The database's write-ahead log (`<file>-wal`), which [`JobStore::sync`]
+    /// fsyncs.
+    wal: PathBuf,
+    /// What of the WAL is known to be on disk.
+    flushed: Arc<Flushed>,
     /// Seals the `spec` and `outcome` columns of `jobs`, which hold the
     /// callers' code, input and output (see [`crate::crypto`]).
     keys: Arc<Keyring>,
@@ -146,8 +223,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn)?;
         check_newest_key(&conn, &keys)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            wal: PathBuf::from(wal),
+            flushed: Arc::default(),
             keys,
         })
     }
@@ -163,23 +244,21 @@ impl SqliteStore {
         self.with(move |conn| f(conn, &keys))
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool, or right here on
+    /// a thread that called [`run_statements_inline`].
     fn with<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                // A panic while holding the lock poisons it; the connection
-                // itself is still consistent (SQLite rolled back), so go on.
-                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-                f(&mut guard)
-            })
-            .await
-            .map_err(|e| StoreError::Join(e.to_string()))?
-        })
+        let run = move || {
+            // A panic while holding the lock poisons it; the connection
+            // itself is still consistent (SQLite rolled back), so go on.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        };
+        Box::pin(blocking(run))
     }
 }
 
@@ -350,6 +429,37 @@ impl JobStore for SqliteStore {
             let created = insert(conn, keys, job);
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             created
+        })
+    }
+
+    fn create_capped_unsynced(
+        &self,
+        job: NewJob,
+        cap: crate::JobCap,
+    ) -> StoreFuture<'_, Option<Created>> {
+        // One node per SQLite store: the server's guard counts the cap.
+        let _ = cap;
+        let flushed = self.flushed.clone();
+        self.with_keys(move |conn, keys| {
+            // `synchronous` stays NORMAL: committed to the WAL in the page
+            // cache, which outlives the process; `sync` flushes it.
+            let created = insert(conn, keys, job)?;
+            if matches!(created, Created::New(_)) {
+                flushed.written.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Some(created))
+        })
+    }
+
+    fn sync(&self) -> StoreFuture<'_, ()> {
+        let flushed = self.flushed.clone();
+        let wal = self.wal.clone();
+        Box::pin(async move {
+            let target = flushed.written.load(Ordering::SeqCst);
+            if flushed.synced.load(Ordering::SeqCst) >= target {
+                return Ok(());
+            }
+            blocking(move || flushed.flush(&wal, target)).await
         })
     }
 

@@ -8,8 +8,8 @@
 use std::{path::PathBuf, sync::Arc};
 
 use strictpy_store::{
-    AuditQuery, Callback, Created, DeliveryAttempt, DeliveryState, JobStore, Keyring, ListQuery,
-    NewAuditEvent, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
+    AuditQuery, Callback, Created, DeliveryAttempt, DeliveryState, JobCap, JobStore, Keyring,
+    ListQuery, NewAuditEvent, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
 };
 use strictpy_types::{JobStatus, Outcome, Verdict};
 use uuid::Uuid;
@@ -160,7 +160,69 @@ backends!(
     tenant_export_and_erasure,
     stored_rows_that_do_not_decode_are_corrupt,
     queued_ahead_counts_every_tenants_older_queued_jobs,
+    unsynced_inserts_commit_and_sync,
 );
+
+/// A waiting client's insert (`create_capped_unsynced`) is a commit like
+/// any other: it reads back at once, a replay of its key returns it,
+/// `sync` succeeds with and without anything pending, and the job is there
+/// after reopening. The same calls work from a thread that runs its
+/// statements inline (a job worker's).
+async fn unsynced_inserts_commit_and_sync(fx: Fixture) {
+    let store = fx.open().await;
+    let cap = JobCap {
+        budget_key: "t".into(),
+        limit: 100,
+    };
+    store.sync().await.expect("sync with nothing pending");
+    let created = store
+        .create_capped_unsynced(new_job(Some("w")), cap.clone())
+        .await
+        .expect("create");
+    let Some(Created::New(a)) = created else {
+        panic!("a new job, not {created:?}");
+    };
+    let read = store.get(a.id).await.expect("get").expect("stored");
+    assert_eq!(read.status, JobStatus::Queued);
+    let replay = store
+        .create_capped_unsynced(new_job(Some("w")), cap.clone())
+        .await
+        .expect("replay");
+    let Some(Created::Existing(again)) = replay else {
+        panic!("the original job, not {replay:?}");
+    };
+    assert_eq!(again.id, a.id);
+    store.sync().await.expect("sync");
+    let handle = tokio::runtime::Handle::current();
+    let on_thread = store.clone();
+    let b = std::thread::spawn(move || {
+        strictpy_store::run_statements_inline();
+        handle.block_on(async {
+            let created = on_thread
+                .create_capped_unsynced(new_job(None), cap)
+                .await
+                .expect("create inline");
+            let Some(Created::New(b)) = created else {
+                panic!("a new job, not {created:?}");
+            };
+            let started = on_thread.start(b.id, 2).await.expect("start");
+            assert_eq!(started.map(|j| j.status), Some(JobStatus::Running));
+            let done = on_thread.finish(b.id, JobStatus::Succeeded, failed("x"), 3);
+            assert!(done.await.expect("finish"));
+            on_thread.sync().await.expect("sync inline");
+            b.id
+        })
+    })
+    .join()
+    .expect("the inline thread");
+    drop(store);
+
+    let store = fx.open().await;
+    assert!(store.get(a.id).await.expect("get").is_some());
+    let b = store.get(b).await.expect("get").expect("stored");
+    assert_eq!(b.status, JobStatus::Succeeded);
+    assert_eq!(b.finished_at, Some(3));
+}
 
 async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {
     let store = fx.open().await;

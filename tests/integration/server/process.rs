@@ -1,7 +1,8 @@
 //! The real `strictpy serve` process: `kill -9` while a job runs and jobs
-//! wait, then a restart on the same data dir; and SIGTERM's graceful drain.
-//! Also how every test starts the process (`serve_command` and
-//! `spawn_listening`, which the cluster harness uses too).
+//! wait, then a restart on the same data dir; the same under concurrent
+//! submissions; and SIGTERM's graceful drain. Also how every test starts
+//! the process (`serve_command` and `spawn_listening`, which the cluster
+//! harness uses too).
 
 use std::{
     io::{BufRead, BufReader},
@@ -191,6 +192,98 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
     }
 }
 
+/// Submitters running at once in the load test below.
+const SUBMITTERS: usize = 4;
+
+/// Answers the load test waits for before it kills the server.
+const ANSWERS_BEFORE_KILL: usize = 24;
+
+/// A job answered under load: its id, the status code and what it prints.
+struct Answered {
+    /// The job id.
+    id: String,
+    /// `200` (`wait: true`, final) or `202` (accepted).
+    code: u16,
+    /// The job's expected stdout.
+    stdout: String,
+}
+
+/// `kill -9` while several clients submit, half of them with `wait: true`:
+/// every job answered `202` or `200` is in the store after the restart, and
+/// each one answered `200` (whose insert is fsynced only lazily) is there
+/// with the very outcome the client was given.
+async fn kill_9_under_load_keeps_every_answered_job(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_url = backend.fresh_url();
+    let mut first = Process::start_on(dir.path(), store_url.as_deref());
+    let client = super::admin_client(dir.path());
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Answered>::new()));
+    let enough = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut submitters = tokio::task::JoinSet::new();
+    for task in 0..SUBMITTERS {
+        let (client, base) = (client.clone(), first.base.clone());
+        let (answered, enough) = (answered.clone(), enough.clone());
+        submitters.spawn(async move {
+            for n in 0..25 {
+                let stdout = format!("{task}-{n}\n");
+                let body = json!({
+                    "code": format!("print('{task}-{n}')"),
+                    "wait": n % 2 == 0,
+                });
+                let sent = client.post(format!("{base}/v1/jobs")).json(&body).send();
+                // Once the server is gone every request fails: stop.
+                let Ok(reply) = sent.await else { return };
+                let code = reply.status().as_u16();
+                let Ok(job) = reply.json::<Value>().await else {
+                    return;
+                };
+                if code == 200 || code == 202 {
+                    let mut all = answered.lock().expect("lock");
+                    if code == 200 {
+                        // What the client was told is what must be stored.
+                        assert_eq!(job["status"], "succeeded", "{job}");
+                        assert_eq!(job["stdout"], stdout.as_str(), "{job}");
+                    }
+                    all.push(Answered {
+                        id: id(&job),
+                        code,
+                        stdout,
+                    });
+                    if all.len() >= ANSWERS_BEFORE_KILL {
+                        enough.notify_one();
+                    }
+                }
+            }
+        });
+    }
+    // Kill with requests still in flight, or once every submitter is done.
+    tokio::select! {
+        () = enough.notified() => {}
+        () = async { while submitters.join_next().await.is_some() {} } => {}
+    }
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reap");
+    while let Some(done) = submitters.join_next().await {
+        done.expect("a submitter panicked");
+    }
+    drop(first);
+
+    let answered = std::mem::take(&mut *answered.lock().expect("lock"));
+    assert!(answered.len() >= 8, "too few answers: {}", answered.len());
+    assert!(
+        answered.iter().any(|a| a.code == 200),
+        "no wait: true answer"
+    );
+    let second = Process::start_on(dir.path(), store_url.as_deref());
+    for job in &answered {
+        let stored = second.until(&client, &job.id, is_final).await;
+        if job.code == 200 {
+            assert_eq!(stored["status"], "succeeded", "{stored}");
+            assert_eq!(stored["stdout"], job.stdout.as_str(), "{stored}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -225,4 +318,7 @@ async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
     assert_eq!(later["stdout"], "later\n");
 }
 
-on_both_backends!(kill_9_then_restart_brings_every_accepted_job_to_a_final_state);
+on_both_backends!(
+    kill_9_then_restart_brings_every_accepted_job_to_a_final_state,
+    kill_9_under_load_keeps_every_answered_job,
+);

@@ -30,7 +30,7 @@ use crate::{
     policy::{allowlist, static_check},
     views::{JobInput, JobView},
     webhook::{WebhookError, check_url, parse_url},
-    workers::wait_final,
+    workers::{wait_final, wait_fresh},
 };
 
 /// Most jobs in one batch.
@@ -161,6 +161,10 @@ pub struct ListParams {
 
 /// A job request that passed every check, ready to store.
 struct Prepared {
+    /// The id the job is stored under, unless it replays an earlier one.
+    id: Uuid,
+    /// The client holds its connection until the job is final (`wait`).
+    wait: bool,
     /// What to run.
     spec: JobSpec,
     /// The callback URL.
@@ -199,11 +203,14 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         limits,
         seed: req.seed,
     };
+    let wait = req.wait;
     let request_hash = {
         let doc = json!({ "spec": spec, "callback_url": req.callback_url });
         hex::encode(Sha256::digest(doc.to_string().as_bytes()))
     };
     Ok(Prepared {
+        id: Uuid::now_v7(),
+        wait,
         spec,
         callback_url: req.callback_url,
         idempotency_key: req.idempotency_key,
@@ -326,7 +333,7 @@ async fn submit(
     // Count the job against its token before it exists, so two racing
     // submissions cannot both take the last place; anything but a new job
     // gives the place back.
-    let id = Uuid::now_v7();
+    let id = prepared.id;
     // On a store several nodes share, the database counts the token's jobs
     // inside the insert (`create_capped`); on one node, the guard does.
     let cap = who.limits.concurrent_jobs;
@@ -340,23 +347,18 @@ async fn submit(
         budget_key: who.budget_key.clone(),
         limit: cap,
     };
-    let created = state
-        .store
-        .create_capped(
-            NewJob {
-                id,
-                tenant: who.tenant.clone(),
-                token_id: Some(who.token_id.clone()),
-                idempotency_key: prepared.idempotency_key,
-                request_hash: prepared.request_hash.clone(),
-                created_at: now_ms(),
-                spec: prepared.spec,
-                callback_url: prepared.callback_url,
-            },
-            job_cap,
-        )
-        .await
-        .inspect_err(|_| state.guard.end_job(id))?;
+    // A waiting client's job is answered `200` once final, so its insert
+    // need not be fsynced now; were it answered `202` after all, the
+    // handler syncs first (see docs/http-api.md, "Durability").
+    let store = &state.store;
+    let request_hash = prepared.request_hash.clone();
+    let created = if prepared.wait {
+        store.create_capped_unsynced(new_job(who, id, prepared), job_cap)
+    } else {
+        store.create_capped(new_job(who, id, prepared), job_cap)
+    }
+    .await
+    .inspect_err(|_| state.guard.end_job(id))?;
     let Some(created) = created else {
         return Err(crate::auth::refused(
             state,
@@ -373,13 +375,31 @@ async fn submit(
             state.metrics.submitted.inc();
             Ok((job, false))
         }
-        Created::Existing(job) if job.request_hash == prepared.request_hash => Ok((job, true)),
+        Created::Existing(job) if job.request_hash == request_hash => {
+            // The job may be a waiting client's, not yet fsynced.
+            store.sync().await?;
+            Ok((job, true))
+        }
         Created::Existing(job) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
             "this idempotency_key was used for a different request",
         )
         .with_details(json!({ "job_id": job.id }))),
+    }
+}
+
+/// The record to store for `prepared`, under `id`.
+fn new_job(who: &Principal, id: Uuid, prepared: Prepared) -> NewJob {
+    NewJob {
+        id,
+        tenant: who.tenant.clone(),
+        token_id: Some(who.token_id.clone()),
+        idempotency_key: prepared.idempotency_key,
+        request_hash: prepared.request_hash,
+        created_at: now_ms(),
+        spec: prepared.spec,
+        callback_url: prepared.callback_url,
     }
 }
 
@@ -434,11 +454,17 @@ pub async fn create_job(
     let req: JobRequest = parse_body(body)?;
     let wait = req.wait;
     let prepared = prepare(&state, &who, req).await?;
+    // Waiting from before the insert on, so the finish hands its record over.
+    let waiter = wait.then(|| state.waiter(prepared.id));
     let (mut job, replayed) = submit(&state, &who, prepared).await?;
     if wait && !job.status.is_final() {
         let max_wait = Duration::from_millis(state.config.max_wait_ms);
-        if let Some(done) = wait_final(&state, job.id, max_wait).await? {
+        if let Some(done) = wait_fresh(&state, waiter, &job, max_wait).await? {
             job = done;
+        }
+        if !job.status.is_final() {
+            // A `202` promises a job that survives a power loss.
+            state.store.sync().await?;
         }
     }
     job_response(&state, &job, replayed).await
