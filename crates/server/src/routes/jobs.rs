@@ -163,8 +163,6 @@ pub struct ListParams {
 struct Prepared {
     /// The id the job is stored under, unless it replays an earlier one.
     id: Uuid,
-    /// The client holds its connection until the job is final (`wait`).
-    wait: bool,
     /// What to run.
     spec: JobSpec,
     /// The callback URL.
@@ -203,14 +201,12 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         limits,
         seed: req.seed,
     };
-    let wait = req.wait;
     let request_hash = {
         let doc = json!({ "spec": spec, "callback_url": req.callback_url });
         hex::encode(Sha256::digest(doc.to_string().as_bytes()))
     };
     Ok(Prepared {
         id: Uuid::now_v7(),
-        wait,
         spec,
         callback_url: req.callback_url,
         idempotency_key: req.idempotency_key,
@@ -347,18 +343,16 @@ async fn submit(
         budget_key: who.budget_key.clone(),
         limit: cap,
     };
-    // A waiting client's job is answered `200` once final, so its insert
-    // need not be fsynced now; were it answered `202` after all, the
-    // handler syncs first (see docs/http-api.md, "Durability").
+    // The insert is not fsynced here: a waiting client's job is answered
+    // `200` once final, and every `202` is preceded by a `sync`, which
+    // concurrent requests share (group commit; see docs/http-api.md,
+    // "Durability").
     let store = &state.store;
     let request_hash = prepared.request_hash.clone();
-    let created = if prepared.wait {
-        store.create_capped_unsynced(new_job(who, id, prepared), job_cap)
-    } else {
-        store.create_capped(new_job(who, id, prepared), job_cap)
-    }
-    .await
-    .inspect_err(|_| state.guard.end_job(id))?;
+    let created = store
+        .create_capped_unsynced(new_job(who, id, prepared), job_cap)
+        .await
+        .inspect_err(|_| state.guard.end_job(id))?;
     let Some(created) = created else {
         return Err(crate::auth::refused(
             state,
@@ -462,10 +456,10 @@ pub async fn create_job(
         if let Some(done) = wait_fresh(&state, waiter, &job, max_wait).await? {
             job = done;
         }
-        if !job.status.is_final() {
-            // A `202` promises a job that survives a power loss.
-            state.store.sync().await?;
-        }
+    }
+    if !job.status.is_final() {
+        // A `202` promises a job that survives a power loss.
+        state.store.sync().await?;
     }
     job_response(&state, &job, replayed).await
 }
@@ -529,6 +523,9 @@ pub async fn create_batch(
             },
         });
     }
+    // One fsync for the whole batch makes each of its jobs survive a power
+    // loss before the `202`.
+    state.store.sync().await?;
     Ok((StatusCode::ACCEPTED, Json(BatchResponse { jobs: items })).into_response())
 }
 
