@@ -100,7 +100,7 @@ impl Groomer {
             return;
         };
         let base = memory.as_ptr() as usize;
-        if base % PAGE != 0 {
+        if !base.is_multiple_of(PAGE) {
             return;
         }
         let seen = {
