@@ -12,6 +12,7 @@
 mod cache;
 pub mod live;
 mod output;
+mod resident;
 mod snapshot;
 mod verdict;
 
@@ -109,6 +110,10 @@ pub struct SandboxConfig {
     /// modules; a server passes its operator's. The snapshot is cached per
     /// set. Ignored without a snapshot.
     pub preload: BTreeSet<String>,
+    /// With a pool: after a slot's first jobs, join the runs of pages they
+    /// wrote so that wasmtime's reset keeps them all resident (see
+    /// `resident.rs`). On by default; off only to measure what it changes.
+    pub keep_working_set: bool,
 }
 
 impl SandboxConfig {
@@ -124,6 +129,7 @@ impl SandboxConfig {
             snapshot: true,
             pool: None,
             preload: default_preload(),
+            keep_working_set: true,
         }
     }
 }
@@ -374,6 +380,8 @@ pub struct Sandbox {
     snapshot: bool,
     /// How the module was obtained.
     loaded_from: LoadedFrom,
+    /// Keeps pooled slots' working sets resident between jobs.
+    groomer: resident::Groomer,
     /// Keeps the epoch advancing while the sandbox lives.
     _ticker: Ticker,
 }
@@ -475,6 +483,7 @@ impl Sandbox {
             fuel_metering: config.fuel_metering,
             snapshot: config.snapshot,
             loaded_from,
+            groomer: resident::Groomer::new(config.pool.is_some() && config.keep_working_set),
             _ticker: ticker,
         })
     }
@@ -565,6 +574,9 @@ impl Sandbox {
         });
 
         let mut phases = Phases::default();
+        // The instance, once its `_start` has returned (with or without a
+        // trap): only then is its memory at rest and safe to groom.
+        let mut finished = None;
         let guarded = async {
             let t = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
@@ -582,6 +594,7 @@ impl Sandbox {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             let r = start.call_async(&mut store, ()).await;
             phases.run = t.elapsed();
+            finished = Some(instance);
             r
         };
         let stop = tokio::select! {
@@ -598,6 +611,9 @@ impl Sandbox {
             0
         };
         let consumed = fuel.saturating_sub(fuel_left);
+        if let Some(memory) = finished.and_then(|i| i.get_memory(&mut store, "memory")) {
+            self.groomer.after_job(memory.data_mut(&mut store));
+        }
         if self.fuel_metering {
             phases.run_fuel = consumed.saturating_sub(phases.init_fuel);
         }
