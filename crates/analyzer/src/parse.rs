@@ -64,3 +64,11 @@ pub(crate) fn check_parsed(
     };
     walk::check_tree(body, rules.as_ref(), findings);
 }
+
+/// The bare parse behind [`crate::bare_parse`]: the same call as
+/// [`check_parsed`], then the tree is simply dropped. Returns the number of
+/// syntax errors.
+pub(crate) fn bare(text: &str) -> usize {
+    let parsed = ruff_python_parser::parse_unchecked(text, ParseOptions::from(Mode::Module));
+    parsed.errors().len()
+}
