@@ -48,7 +48,7 @@ pub(crate) fn check_parsed(
     // A program with syntax errors never runs, so the semantic rules would only
     // add noise about a tree the parser partly invented while recovering. The tree
     // still has to be disposed of without deep recursion.
-    let rules = errors.is_empty().then_some(Rules { policy, allowlist });
+    let rules = errors.is_empty().then(|| Rules::new(policy, allowlist));
     let body = match parsed.into_syntax() {
         Mod::Module(module) => module.body,
         // `Mode::Module` always yields a module; an expression is taken apart too.
