@@ -76,17 +76,17 @@ fn http_section(extra: &[&str]) -> Value {
     let http = &doc["http"];
     let latency = &http["latency"];
     assert_eq!(latency["n"], 20, "{http}");
-    let p50 = latency["p50_ms"].as_f64().unwrap();
+    let p50 = latency["p50_ms"].as_f64().expect("as in the report");
     assert!(p50 > 0.0, "{http}");
-    assert!(latency["p99_ms"].as_f64().unwrap() >= p50, "{http}");
-    assert!(http["workers"].as_u64().unwrap() >= 1, "{http}");
+    assert!(latency["p99_ms"].as_f64().expect("as in the report") >= p50, "{http}");
+    assert!(http["workers"].as_u64().expect("as in the report") >= 1, "{http}");
     let t = &http["throughput"];
     assert_eq!(t["connections"], 4, "{t}");
-    assert!(t["jobs"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["jobs"].as_u64().expect("as in the report") > 0, "{t}");
     assert_eq!(t["failed"], 0, "{t}");
-    assert!(t["jobs_per_s"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["jobs_per_s"].as_f64().expect("as in the report") > 0.0, "{t}");
     // The HTTP ratios are computed from this run's rows.
-    let ratios = doc["ratios"].as_array().unwrap();
+    let ratios = doc["ratios"].as_array().expect("as in the report");
     for name in [
         "HTTP wait:true hello p50",
         "HTTP wait:true hello p99",
@@ -94,13 +94,13 @@ fn http_section(extra: &[&str]) -> Value {
     ] {
         let r = ratios
             .iter()
-            .find(|r| r["name"].as_str().unwrap().starts_with(name))
+            .find(|r| r["name"].as_str().expect("as in the report").starts_with(name))
             .unwrap_or_else(|| panic!("no ratio {name}: {ratios:?}"));
-        assert!(r["value"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["value"].as_f64().expect("as in the report") > 0.0, "{r}");
         assert!(r["met"].is_boolean(), "{r}");
     }
     // The server's data dir (and so its database and log) was removed.
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("as in the report").collect();
     assert!(left.is_empty(), "{left:?}");
     doc
 }

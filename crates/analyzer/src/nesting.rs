@@ -231,10 +231,12 @@ impl Scanner<'_> {
             // whole run up to the next byte that matters in one tight loop
             // rather than one dispatch per byte (this scan used to cost a
             // fifth of a bare parse).
-            _ => self.pos += self.bytes[self.pos..]
-                .iter()
-                .position(|&b| MATTERS_IN_CODE[usize::from(b)])
-                .unwrap_or(self.bytes.len() - self.pos),
+            _ => {
+                self.pos += self.bytes[self.pos..]
+                    .iter()
+                    .position(|&b| MATTERS_IN_CODE[usize::from(b)])
+                    .unwrap_or(self.bytes.len() - self.pos)
+            }
         }
         Step::Go
     }

@@ -227,11 +227,7 @@ fn bare_parse_counts_what_the_check_reports_as_syntax_errors() {
             .iter()
             .filter(|v| v.rule == Verdict::SyntaxError)
             .count();
-        assert_eq!(
-            crate::bare_parse(source),
-            Some(syntax_errors),
-            "{source:?}"
-        );
+        assert_eq!(crate::bare_parse(source), Some(syntax_errors), "{source:?}");
     }
 }
 
