@@ -36,6 +36,17 @@ fn bench(args: &[&str]) -> Output {
         .expect("run strictpy bench")
 }
 
+/// The JSON document of a bench run that must have succeeded.
+fn document(out: &Output) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
 /// Whether the `python3` on `PATH` can import pydantic-monty, as the bench
 /// decides it.
 fn monty_importable() -> bool {
@@ -66,25 +77,28 @@ fn http_section(extra: &[&str]) -> Value {
     ];
     args.extend_from_slice(extra);
     let out = bench_in(tmp.path(), &args).output().expect("run bench");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let doc = document(&out);
     let http = &doc["http"];
     let latency = &http["latency"];
     assert_eq!(latency["n"], 20, "{http}");
     let p50 = latency["p50_ms"].as_f64().expect("as in the report");
     assert!(p50 > 0.0, "{http}");
-    assert!(latency["p99_ms"].as_f64().expect("as in the report") >= p50, "{http}");
-    assert!(http["workers"].as_u64().expect("as in the report") >= 1, "{http}");
+    assert!(
+        latency["p99_ms"].as_f64().expect("as in the report") >= p50,
+        "{http}"
+    );
+    assert!(
+        http["workers"].as_u64().expect("as in the report") >= 1,
+        "{http}"
+    );
     let t = &http["throughput"];
     assert_eq!(t["connections"], 4, "{t}");
     assert!(t["jobs"].as_u64().expect("as in the report") > 0, "{t}");
     assert_eq!(t["failed"], 0, "{t}");
-    assert!(t["jobs_per_s"].as_f64().expect("as in the report") > 0.0, "{t}");
+    assert!(
+        t["jobs_per_s"].as_f64().expect("as in the report") > 0.0,
+        "{t}"
+    );
     // The HTTP ratios are computed from this run's rows.
     let ratios = doc["ratios"].as_array().expect("as in the report");
     for name in [
@@ -94,13 +108,20 @@ fn http_section(extra: &[&str]) -> Value {
     ] {
         let r = ratios
             .iter()
-            .find(|r| r["name"].as_str().expect("as in the report").starts_with(name))
+            .find(|r| {
+                r["name"]
+                    .as_str()
+                    .expect("as in the report")
+                    .starts_with(name)
+            })
             .unwrap_or_else(|| panic!("no ratio {name}: {ratios:?}"));
         assert!(r["value"].as_f64().expect("as in the report") > 0.0, "{r}");
         assert!(r["met"].is_boolean(), "{r}");
     }
     // The server's data dir (and so its database and log) was removed.
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("as in the report").collect();
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("as in the report")
+        .collect();
     assert!(left.is_empty(), "{left:?}");
     doc
 }
@@ -221,13 +242,7 @@ fn quick_json_has_every_section() {
         "--seconds",
         "0.1",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let doc = document(&out);
 
     assert!(doc["machine"]["nproc"].as_u64().unwrap() >= 1);
     assert_eq!(doc["plan"]["quick"], true);
