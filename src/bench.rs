@@ -1,13 +1,17 @@
 //! `strictpy bench`: the harness engineers run to see where a job's time and
-//! memory go, next to CPython (and native RustPython, when installed) measured
-//! in the same invocation. Every figure here is measured on the spot; the
-//! issue-3 targets are checked against them at the end.
+//! memory go, next to CPython (and native RustPython and pydantic-monty, when
+//! installed) measured in the same invocation, and the same hello job through
+//! a real `strictpy serve` (`http.rs`). Every figure here is measured on the
+//! spot; the issue-3 targets and issue 12's ratios are checked against them
+//! at the end.
 //!
 //! Clocks: every latency is `std::time::Instant` (CLOCK_MONOTONIC) around the
 //! call being measured, on the calling thread. Subprocess compute times come
 //! from the interpreter's own `time.perf_counter()`.
 
 mod external;
+mod http;
+mod monty;
 mod snippets;
 mod stats;
 mod table;
@@ -69,6 +73,11 @@ pub struct BenchArgs {
     /// A native RustPython binary to compare against; skipped when absent.
     #[arg(long, value_name = "PROGRAM", default_value = "rustpython")]
     rustpython: PathBuf,
+    /// The store of the HTTP section's server: `postgres://...` (a database
+    /// of its own, already running), or SQLite in a temporary data dir when
+    /// omitted.
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
 }
 
 /// The parts of the run that `--skip` can leave out.
@@ -92,6 +101,10 @@ pub enum Section {
     Check,
     /// The import tax: a job that only imports each allowable module.
     Imports,
+    /// pydantic-monty's fresh-session hello and snippets (when importable).
+    Monty,
+    /// The hello job through a real `strictpy serve` child.
+    Http,
 }
 
 /// How many of everything, resolved from the flags.
@@ -180,6 +193,9 @@ pub struct Machine {
     pub python3: Option<String>,
     /// Native RustPython's `--version` and path, if it was found.
     pub rustpython: Option<String>,
+    /// Whether `python3` can import `pydantic_monty` (its version is in
+    /// [`Report::monty`]).
+    pub pydantic_monty: bool,
     /// The 1-minute load average when the run started: other work on the
     /// machine skews every figure, so the report says how busy it was.
     pub load_start: Option<f64>,
@@ -273,14 +289,17 @@ pub struct SuiteRow {
     pub rustpython_spawn_ms: Option<f64>,
     /// Native RustPython's own compile-and-run time of the snippet.
     pub rustpython_compute_ms: Option<f64>,
+    /// pydantic-monty, one fresh session (see [`monty`]); `None` when it is
+    /// absent or cannot run the snippet.
+    pub monty_ms: Option<f64>,
     /// Whether every runner printed the same output.
     pub outputs_agree: bool,
 }
 
-/// Timings of the static check on one input.
+/// Timings of the static check (or the bare parse) on one input.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckRow {
-    /// `small` or `1000 lines`.
+    /// `small`, `1000 lines`, or `1000 lines, bare parse`.
     pub name: String,
     /// Lines in the input.
     pub lines: usize,
@@ -317,6 +336,19 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
+/// One of issue 12's targets: a ratio of two figures of this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// What over what.
+    pub name: &'static str,
+    /// The goal, as text.
+    pub goal: &'static str,
+    /// The ratio; `None` when the run did not measure both sides.
+    pub value: Option<f64>,
+    /// Whether it is met; `None` when not measured.
+    pub met: Option<bool>,
+}
+
 /// Everything one run measured: the `--json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -346,10 +378,19 @@ pub struct Report {
     pub suite: Vec<SuiteRow>,
     /// The static check.
     pub check: Vec<CheckRow>,
+    /// The bare parse of the 1000-line file by the check's parser, timed
+    /// interleaved with the check of the same file on the same threads.
+    pub parse: Option<CheckRow>,
+    /// pydantic-monty, when `python3` can import it.
+    pub monty: Option<monty::Monty>,
+    /// The hello job through a real `strictpy serve`.
+    pub http: Option<http::Http>,
     /// The import tax of each allowable module.
     pub imports: Vec<ImportRow>,
     /// The issue-3 targets.
     pub targets: Vec<Target>,
+    /// Issue 12's targets, each a ratio inside this run.
+    pub ratios: Vec<Ratio>,
 }
 
 /// Entry point of `strictpy bench`.
@@ -366,6 +407,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         strictpy: env!("CARGO_PKG_VERSION").to_owned(),
         python3: python.as_ref().map(Interpreter::describe),
         rustpython: rustpython.as_ref().map(Interpreter::describe),
+        pydantic_monty: !skip(Section::Monty)
+            && python
+                .as_ref()
+                .is_some_and(|p| monty::available(&p.program)),
         load_start: load_average(),
         load_end: None,
     };
@@ -410,8 +455,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         rss: Vec::new(),
         suite: Vec::new(),
         check: Vec::new(),
+        parse: None,
+        monty: None,
+        http: None,
         imports: Vec::new(),
         targets: Vec::new(),
+        ratios: Vec::new(),
     };
 
     if !skip(Section::Latency) {
@@ -475,12 +524,28 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         progress.inc(1);
     }
 
+    if report.machine.pydantic_monty
+        && let Some(py) = &python
+    {
+        progress.set_message("pydantic-monty");
+        let snippets = if skip(Section::Suite) { &[][..] } else { SUITE };
+        report.monty = Some(monty::run(
+            &py.program,
+            plan.warmup,
+            plan.iterations,
+            snippets,
+            plan.repeat,
+        )?);
+        progress.inc(1);
+    }
+
     if !skip(Section::Suite) {
         let runners = SuiteRunners {
             fuel_on: &sandbox,
             fuel_off: fuel_off.as_ref().map(|(s, _)| s),
             python: python.as_ref(),
             rustpython: rustpython.as_ref(),
+            monty: report.monty.as_ref(),
         };
         for snippet in SUITE {
             progress.set_message(format!("micro-suite: {}", snippet.name));
@@ -499,12 +564,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
             plan.check_iterations,
             &progress,
         )?);
-        report.check.push(check_latency(
-            "1000 lines",
-            &large,
-            (plan.check_iterations / 5).max(5),
-            &progress,
-        )?);
+        let (check, parse) =
+            check_and_parse(&large, (plan.check_iterations / 5).max(5), &progress)?;
+        report.check.push(check);
+        report.parse = Some(parse);
     }
 
     if !skip(Section::Imports) {
@@ -512,9 +575,36 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         report.imports = import_tax(&sandbox, plan.repeat, &progress)?;
     }
 
+    // Last, with the in-process sandboxes gone, so the server has the
+    // machine to itself (and once its signal handler is installed, Ctrl-C
+    // ends the section rather than the process).
+    drop(fuel_off);
+    drop(sandbox);
+    if !skip(Section::Http) {
+        progress.set_message("hello job through HTTP (a strictpy serve child)");
+        let plan = http::HttpPlan {
+            guest: guest.clone(),
+            store_url: args.store_url.clone(),
+            warmup: plan.warmup,
+            iterations: plan.iterations,
+            seconds: plan.seconds,
+        };
+        match http::run(&plan) {
+            Ok(h) => report.http = Some(h),
+            Err(e) if e.is::<http::Interrupted>() => {
+                progress.finish_and_clear();
+                eprintln!("strictpy bench: {e}");
+                return Ok(130);
+            }
+            Err(e) => return Err(e.context("the HTTP section")),
+        }
+        progress.inc(1);
+    }
+
     progress.finish_and_clear();
     report.machine.load_end = load_average();
     report.targets = targets(&report);
+    report.ratios = ratios(&report);
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -534,6 +624,9 @@ struct SuiteRunners<'a> {
     python: Option<&'a Interpreter>,
     /// Native RustPython, if found.
     rustpython: Option<&'a Interpreter>,
+    /// pydantic-monty's runs of the suite (made before the suite, in one
+    /// driver process), if it is importable.
+    monty: Option<&'a monty::Monty>,
 }
 
 /// How many progress steps the plan takes, so the bar has a length.
@@ -558,11 +651,14 @@ fn total_steps(plan: &Plan, skip: &dyn Fn(Section) -> bool, interpreters: usize)
         n += SUITE.len() * plan.repeat * 3;
     }
     if !skip(Section::Check) {
-        n += plan.check_iterations + (plan.check_iterations / 5).max(5);
+        // The 1000-line file's check and bare parse, interleaved.
+        n += plan.check_iterations + 2 * (plan.check_iterations / 5).max(5);
     }
     if !skip(Section::Imports) {
         n += (Policy::default().allowable_modules.len() + 1) * plan.repeat;
     }
+    // pydantic-monty (when importable) and the HTTP section: one step each.
+    n += usize::from(!skip(Section::Monty)) + usize::from(!skip(Section::Http));
     n as u64
 }
 
@@ -840,6 +936,12 @@ fn suite_row(
         }
         progress.inc(1);
     }
+    // pydantic-monty's output joins the comparison only for snippets it ran.
+    let monty = runners
+        .monty
+        .and_then(|m| m.suite.iter().find(|s| s.name == snippet.name))
+        .filter(|s| s.ms.is_some());
+    outputs.extend(monty.and_then(|s| s.output.clone()));
     let fuel_on_ms = median(&on).unwrap_or_default();
     Ok(SuiteRow {
         name: snippet.name,
@@ -851,6 +953,7 @@ fn suite_row(
         cpython_compute_ms: median(&py_compute),
         rustpython_spawn_ms: median(&rp_spawn),
         rustpython_compute_ms: median(&rp_compute),
+        monty_ms: monty.and_then(|s| s.ms),
         outputs_agree: outputs.windows(2).all(|w| w[0] == w[1]),
     })
 }
@@ -895,6 +998,58 @@ fn check_latency(
         bytes: source.len(),
         latency: summarise(&samples),
     })
+}
+
+/// Times the check of `source` and its bare parse
+/// ([`strictpy_analyzer::bare_parse`]) interleaved, one of each per round,
+/// so both see the same machine: both hand the source to the analyzer's
+/// worker threads and wait for the answer, so they differ only in the work
+/// done there.
+fn check_and_parse(
+    source: &str,
+    iterations: usize,
+    progress: &ProgressBar,
+) -> anyhow::Result<(CheckRow, CheckRow)> {
+    let policy = Policy::default();
+    let allowlist = policy.effective_allowlist(&[])?;
+    let check = || strictpy_analyzer::check(source.as_bytes(), &policy, &allowlist);
+    let parse = || strictpy_analyzer::bare_parse(std::hint::black_box(source));
+    if let Some(v) = check().first() {
+        bail!(
+            "the 1000-line static-check input is rejected: {}",
+            v.message
+        );
+    }
+    if parse() != Some(0) {
+        bail!("the bare parse of the 1000-line input did not succeed");
+    }
+    for _ in 0..5 {
+        std::hint::black_box((check(), parse()));
+    }
+    let (mut checks, mut parses) = (
+        Vec::with_capacity(iterations),
+        Vec::with_capacity(iterations),
+    );
+    for _ in 0..iterations {
+        let started = Instant::now();
+        std::hint::black_box(check());
+        checks.push(started.elapsed());
+        progress.inc(1);
+        let started = Instant::now();
+        std::hint::black_box(parse());
+        parses.push(started.elapsed());
+        progress.inc(1);
+    }
+    let row = |name: &str, samples: &[Duration]| CheckRow {
+        name: name.to_owned(),
+        lines: source.lines().count(),
+        bytes: source.len(),
+        latency: summarise(samples),
+    };
+    Ok((
+        row("1000 lines", &checks),
+        row("1000 lines, bare parse", &parses),
+    ))
 }
 
 /// The 1-minute load average from /proc/loadavg.
@@ -1022,6 +1177,80 @@ fn targets(r: &Report) -> Vec<Target> {
         met: rss.map(|v| v <= 20.0),
     });
     out
+}
+
+/// Issue 12's targets, each a ratio of two figures of this run.
+fn ratios(r: &Report) -> Vec<Ratio> {
+    let ratio = |name, goal, a: Option<f64>, b: Option<f64>, ok: fn(f64) -> bool| {
+        let value = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        Ratio {
+            name,
+            goal,
+            value,
+            met: value.map(ok),
+        }
+    };
+    let hello = r.hello.as_ref().map(|h| h.total.p50_ms);
+    let http = r.http.as_ref();
+    let in_process = |c: usize| {
+        r.throughput
+            .iter()
+            .find(|t| t.concurrency == c)
+            .map(|t| t.jobs_per_s)
+    };
+    let parse = r.parse.as_ref().map(|p| p.latency.p50_ms);
+    let check = r
+        .check
+        .iter()
+        .find(|c| c.lines >= CHECK_LARGE_LINES)
+        .map(|c| c.latency.p50_ms);
+    vec![
+        ratio(
+            "hello p50 / pydantic-monty fresh-session hello p50",
+            "<= 2",
+            hello,
+            r.monty.as_ref().map(|m| m.hello.p50_ms),
+            |v| v <= 2.0,
+        ),
+        ratio(
+            "HTTP wait:true hello p50 (1 conn) / in-process hello p50",
+            "<= 1.5",
+            http.map(|h| h.latency.p50_ms),
+            hello,
+            |v| v <= 1.5,
+        ),
+        ratio(
+            "HTTP wait:true hello p99 (1 conn) / in-process hello p50",
+            "<= 3",
+            http.map(|h| h.latency.p99_ms),
+            hello,
+            |v| v <= 3.0,
+        ),
+        ratio(
+            "HTTP jobs/s (4 conns) / in-process jobs/s at the server's workers",
+            ">= 0.70",
+            http.map(|h| h.throughput.jobs_per_s),
+            http.and_then(|h| in_process(h.workers)),
+            |v| v >= 0.70,
+        ),
+        ratio(
+            "in-process jobs/s, 2 threads / 1 thread",
+            ">= 1.8",
+            in_process(2),
+            in_process(1),
+            |v| v >= 1.8,
+        ),
+        ratio(
+            "static check p50 / bare parse p50 (1000 lines)",
+            "<= 1.25",
+            check,
+            parse,
+            |v| v <= 1.25,
+        ),
+    ]
 }
 
 #[cfg(test)]

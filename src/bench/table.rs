@@ -17,6 +17,15 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// A target's verdict as a word.
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    }
+}
+
 /// One latency row: label, n, p50, p90, p99, mean.
 fn latency_row(out: &mut String, label: &str, s: &Summary) {
     let _ = writeln!(
@@ -50,6 +59,15 @@ pub fn render(r: &Report) -> String {
         m.python3.as_deref().unwrap_or("not found"),
         m.rustpython.as_deref().unwrap_or("not found (skipped)")
     );
+    let _ = writeln!(
+        out,
+        "pydantic-monty: {}",
+        r.monty
+            .as_ref()
+            .map_or("not importable by python3 (skipped)", |x| x
+                .version
+                .as_str())
+    );
     let _ = write!(
         out,
         "sandbox load (pooled, {} slots): fuel on {:.1} ms ({})",
@@ -82,6 +100,9 @@ pub fn render(r: &Report) -> String {
         if let Some(rp) = &r.rustpython_hello_spawn {
             latency_row(&mut out, "rustpython -c 'print(\"hi\")' spawn", rp);
         }
+        if let Some(m) = &r.monty {
+            latency_row(&mut out, "pydantic-monty fresh-session hello", &m.hello);
+        }
         if let (Some(h), Some(py)) = (&r.hello, &r.python_hello_spawn) {
             let _ = writeln!(
                 out,
@@ -110,6 +131,21 @@ pub fn render(r: &Report) -> String {
             );
         }
         out.push('\n');
+    }
+
+    if let Some(h) = &r.http {
+        let _ = writeln!(
+            out,
+            "HTTP: `wait: true` hello through strictpy serve ({}, {} workers) {:>6} {:>9} {:>9} {:>9} {:>9}",
+            h.store, h.workers, "n", "p50", "p90", "p99", "mean"
+        );
+        latency_row(&mut out, "1 connection, request to answer", &h.latency);
+        let t = &h.throughput;
+        let _ = writeln!(
+            out,
+            "  {} connections: {} jobs in {:.2} s = {:.0} jobs/s, {} failed\n",
+            t.connections, t.jobs, t.seconds, t.jobs_per_s, t.failed
+        );
     }
 
     if let Some(f) = &r.fuel_rate {
@@ -145,7 +181,7 @@ pub fn render(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<16} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8}",
+            "  {:<16} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}",
             "snippet",
             "fuel on",
             "fuel off",
@@ -157,12 +193,14 @@ pub fn render(r: &Report) -> String {
             "/comp",
             "RP comp",
             "/RP",
+            "Monty",
+            "/Monty",
             "agree"
         );
         for s in &r.suite {
             let _ = writeln!(
                 out,
-                "  {:<16} {:>9.1} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8}",
+                "  {:<16} {:>9.1} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}",
                 s.name,
                 s.fuel_on_ms,
                 opt(s.fuel_off_ms, 1),
@@ -174,12 +212,14 @@ pub fn render(r: &Report) -> String {
                 opt(ratio(Some(s.fuel_on_ms), s.cpython_compute_ms), 2),
                 opt(s.rustpython_compute_ms, 1),
                 opt(ratio(Some(s.fuel_on_ms), s.rustpython_compute_ms), 2),
+                opt(s.monty_ms, 1),
+                opt(ratio(Some(s.fuel_on_ms), s.monty_ms), 2),
                 if s.outputs_agree { "yes" } else { "NO" }
             );
         }
         let _ = writeln!(
             out,
-            "  on/off = fuel-metering cost; /spawn, /comp, /RP = sandbox fuel-on time over CPython spawn, CPython compute, native RustPython compute\n"
+            "  on/off = fuel-metering cost; /spawn, /comp, /RP, /Monty = sandbox fuel-on time over CPython spawn, CPython compute, native RustPython compute, pydantic-monty fresh session\n"
         );
     }
 
@@ -192,6 +232,9 @@ pub fn render(r: &Report) -> String {
         for c in &r.check {
             let label = format!("{} ({} lines, {} B)", c.name, c.lines, c.bytes);
             latency_row(&mut out, &label, &c.latency);
+        }
+        if let Some(p) = &r.parse {
+            latency_row(&mut out, "  bare parse of the same file", &p.latency);
         }
         out.push('\n');
     }
@@ -217,18 +260,26 @@ pub fn render(r: &Report) -> String {
 
     let _ = writeln!(out, "Issue-3 targets");
     for t in &r.targets {
-        let verdict = match t.met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not measured",
-        };
         let _ = writeln!(
             out,
             "  {:<46} {:<26} {:>14}  {}",
             t.name,
             t.goal,
             t.measured.as_deref().unwrap_or("-"),
-            verdict
+            verdict(t.met)
+        );
+    }
+    if !r.ratios.is_empty() {
+        let _ = writeln!(out, "\nIssue-12 targets (ratios in this run)");
+    }
+    for t in &r.ratios {
+        let _ = writeln!(
+            out,
+            "  {:<66} {:<8} {:>8}  {}",
+            t.name,
+            t.goal,
+            opt(t.value, 2),
+            verdict(t.met)
         );
     }
     out

@@ -100,28 +100,52 @@ impl Finding {
 /// column 1 whose message says the analyzer failed: the static check has no
 /// `internal` verdict, and refusing the program is the only safe answer.
 pub fn check(source: &[u8], policy: &Policy, allowlist: &BTreeSet<String>) -> Vec<Violation> {
-    pool::run(source, policy, allowlist)
-        .unwrap_or_else(|| check_on_new_thread(source, policy, allowlist))
+    let (owned, policy, allowlist) = (source.to_vec(), policy.clone(), allowlist.clone());
+    match on_worker(move || analyze(&owned, &policy, &allowlist)) {
+        Some(Ok(violations)) => violations,
+        Some(Err(_)) => vec![parser_failed()],
+        None => vec![analyzer_failure(
+            "the analyzer could not start its worker thread; the program is refused",
+        )],
+    }
 }
 
-/// [`check`] on a thread of its own, for when the long-lived workers are not
-/// available (they could not be started).
-fn check_on_new_thread(
-    source: &[u8],
-    policy: &Policy,
-    allowlist: &BTreeSet<String>,
-) -> Vec<Violation> {
+/// The largest source [`bare_parse`] takes: its tree is dropped by plain
+/// recursion (that is the point: no policy work at all), and a source this
+/// small cannot nest deep enough to exhaust the worker's stack, whatever it
+/// holds (one level per byte at most, each drop frame far below 1 KiB).
+pub const BARE_PARSE_MAX_BYTES: usize = 256 * 1024;
+
+/// The floor under [`check`], for `strictpy bench`: parses `source` with the
+/// same parser and options as the check, on the same worker threads through
+/// the same hand-off, and drops the tree, with no decoding, scanning, rules
+/// or disposal. Returns the number of syntax errors the parser reported;
+/// `None` for a source over [`BARE_PARSE_MAX_BYTES`] or when the parser
+/// panicked or no thread could be started. Never panics.
+pub fn bare_parse(source: &str) -> Option<usize> {
+    if source.len() > BARE_PARSE_MAX_BYTES {
+        return None;
+    }
+    let owned = source.to_owned();
+    on_worker(move || parse::bare(&owned))?.ok()
+}
+
+/// Runs `task` on a long-lived analyzer thread, or on a thread of its own
+/// when those could not be started. `None` when no thread could be started
+/// (or the worker vanished); `Some(Err)` when `task` panicked.
+fn on_worker<R: Send + 'static>(
+    task: impl FnOnce() -> R + Send + 'static,
+) -> Option<std::thread::Result<R>> {
+    if pool::available() {
+        return pool::run(task);
+    }
     std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("strictpy-analyzer".to_owned())
             .stack_size(WORKER_STACK_BYTES)
-            .spawn_scoped(scope, || analyze(source, policy, allowlist));
-        match worker {
-            Ok(handle) => handle.join().unwrap_or_else(|_| vec![parser_failed()]),
-            Err(_) => vec![analyzer_failure(
-                "the analyzer could not start its worker thread; the program is refused",
-            )],
-        }
+            .spawn_scoped(scope, task)
+            .ok()
+            .map(|handle| handle.join())
     })
 }
 

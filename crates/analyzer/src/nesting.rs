@@ -54,6 +54,18 @@ struct Quote {
     interpolated: bool,
 }
 
+/// The bytes `Scanner::code` acts on; every other byte is skipped.
+const MATTERS_IN_CODE: [bool; 256] = {
+    let mut table = [false; 256];
+    let bytes = b"#\\\n\r([{)]}:'\"";
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Returns the first place where brackets or blocks nest deeper than `max`.
 pub(crate) fn scan(text: &str, max: usize) -> Option<Finding> {
     Scanner {
@@ -215,7 +227,16 @@ impl Scanner<'_> {
                 }
             }
             b'\'' | b'"' => self.open_string(b),
-            _ => self.pos += 1,
+            // Most of a program is names, operators and spaces: skip the
+            // whole run up to the next byte that matters in one tight loop
+            // rather than one dispatch per byte (this scan used to cost a
+            // fifth of a bare parse).
+            _ => {
+                self.pos += self.bytes[self.pos..]
+                    .iter()
+                    .position(|&b| MATTERS_IN_CODE[usize::from(b)])
+                    .unwrap_or(self.bytes.len() - self.pos)
+            }
         }
         Step::Go
     }
@@ -316,7 +337,18 @@ impl Scanner<'_> {
                 return self.open_field(quote);
             }
         } else {
+            // The rest of a run of plain text, up to the next byte that could
+            // end it, escape or open a field, at once (as in `code`).
             self.pos += 1;
+            let interpolated = quote.interpolated;
+            self.pos += self.bytes[self.pos..]
+                .iter()
+                .position(|&b| {
+                    matches!(b, b'\\' | b'\n' | b'\r')
+                        || b == quote.byte
+                        || (interpolated && b == b'{')
+                })
+                .unwrap_or(self.bytes.len() - self.pos);
         }
         Step::Go
     }

@@ -48,7 +48,7 @@ pub(crate) fn check_parsed(
     // A program with syntax errors never runs, so the semantic rules would only
     // add noise about a tree the parser partly invented while recovering. The tree
     // still has to be disposed of without deep recursion.
-    let rules = errors.is_empty().then_some(Rules { policy, allowlist });
+    let rules = errors.is_empty().then(|| Rules::new(policy, allowlist));
     let body = match parsed.into_syntax() {
         Mod::Module(module) => module.body,
         // `Mode::Module` always yields a module; an expression is taken apart too.
@@ -63,4 +63,12 @@ pub(crate) fn check_parsed(
         }
     };
     walk::check_tree(body, rules.as_ref(), findings);
+}
+
+/// The bare parse behind [`crate::bare_parse`]: the same call as
+/// [`check_parsed`], then the tree is simply dropped. Returns the number of
+/// syntax errors.
+pub(crate) fn bare(text: &str) -> usize {
+    let parsed = ruff_python_parser::parse_unchecked(text, ParseOptions::from(Mode::Module));
+    parsed.errors().len()
 }

@@ -4,34 +4,27 @@
 //! kernel maps and faults in a fresh stack, and glibc gives the new thread an
 //! empty malloc arena, so building and dropping the syntax tree starts cold.
 //! A few threads that live as long as the process keep both warm. A panic
-//! inside a check is caught on the worker, which stays up.
+//! inside a task is caught on the worker, which stays up.
+//!
+//! A worker runs any task (the check, or the bare parse that `strictpy bench`
+//! times as the check's floor), so both are measured through the same
+//! hand-off.
 
 use std::{
-    collections::BTreeSet,
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex, OnceLock, mpsc},
 };
 
-use strictpy_types::{Policy, Violation};
+use crate::WORKER_STACK_BYTES;
 
-use crate::{WORKER_STACK_BYTES, analyze, parser_failed};
+/// One piece of work for a worker: it runs the task and sends the answer
+/// itself, so the queue does not need to know the answer's type.
+type Task = Box<dyn FnOnce() + Send>;
 
-/// One check for a worker: owned copies of the inputs, and where to answer.
-struct Request {
-    /// The source bytes.
-    source: Vec<u8>,
-    /// The policy.
-    policy: Policy,
-    /// The effective allowlist.
-    allowlist: BTreeSet<String>,
-    /// The caller waits on the other end.
-    reply: mpsc::SyncSender<Vec<Violation>>,
-}
-
-/// The queue every worker takes checks from.
+/// The queue every worker takes tasks from.
 struct Pool {
-    /// Checks in; `None` when no worker could be started.
-    tx: Option<mpsc::Sender<Request>>,
+    /// Tasks in; `None` when no worker could be started.
+    tx: Option<mpsc::Sender<Task>>,
 }
 
 /// At most this many workers: checks are short, and each worker reserves
@@ -41,7 +34,7 @@ const MAX_WORKERS: usize = 8;
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Request>();
+        let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
         let n = std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -62,38 +55,37 @@ fn pool() -> &'static Pool {
     })
 }
 
-fn worker(rx: &Mutex<mpsc::Receiver<Request>>) {
+fn worker(rx: &Mutex<mpsc::Receiver<Task>>) {
     loop {
-        // The lock is held only while waiting for the next request; a
-        // poisoned lock still guards a usable receiver.
+        // The lock is held only while waiting for the next task; a poisoned
+        // lock still guards a usable receiver.
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok(req) = next else {
+        let Ok(task) = next else {
             return;
         };
-        let violations = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            analyze(&req.source, &req.policy, &req.allowlist)
-        }))
-        .unwrap_or_else(|_| vec![parser_failed()]);
-        // The caller may have gone; nothing to do then.
-        let _ = req.reply.send(violations);
+        task();
     }
 }
 
-/// Runs one check on a worker; `None` when no worker is available, so the
-/// caller falls back to a thread of its own.
-pub(crate) fn run(
-    source: &[u8],
-    policy: &Policy,
-    allowlist: &BTreeSet<String>,
-) -> Option<Vec<Violation>> {
+/// Whether any worker is running; when none is, callers use a thread of
+/// their own.
+pub(crate) fn available() -> bool {
+    pool().tx.is_some()
+}
+
+/// Runs `task` on a worker and waits for it. `None` when no worker took it
+/// (see [`available`]); `Some(Err)` when the task panicked (the worker
+/// caught it and stays up).
+pub(crate) fn run<R: Send + 'static>(
+    task: impl FnOnce() -> R + Send + 'static,
+) -> Option<std::thread::Result<R>> {
     let tx = pool().tx.as_ref()?;
     let (reply, answer) = mpsc::sync_channel(1);
-    tx.send(Request {
-        source: source.to_vec(),
-        policy: policy.clone(),
-        allowlist: allowlist.clone(),
-        reply,
-    })
+    tx.send(Box::new(move || {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(task));
+        // The caller may have gone; nothing to do then.
+        let _ = reply.send(result);
+    }))
     .ok()?;
     answer.recv().ok()
 }

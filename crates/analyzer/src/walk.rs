@@ -61,9 +61,77 @@ const DOTTED_NAMES_IN_ALL_ARGUMENTS: &[&str] = &["attrgetter"];
 /// What the rules need from the caller.
 pub(crate) struct Rules<'a> {
     /// The policy: forbidden names and attributes.
-    pub(crate) policy: &'a Policy,
+    policy: &'a Policy,
     /// The effective allowlist of top-level modules for this call.
-    pub(crate) allowlist: &'a BTreeSet<String>,
+    allowlist: &'a BTreeSet<String>,
+    /// Every forbidden builtin and attribute, as a pre-test.
+    maybe_forbidden: NameFilter,
+}
+
+impl<'a> Rules<'a> {
+    /// The rules of `policy` with this call's `allowlist`.
+    pub(crate) fn new(policy: &'a Policy, allowlist: &'a BTreeSet<String>) -> Self {
+        let mut maybe_forbidden = NameFilter([0; FILTER_WORDS]);
+        for name in policy
+            .forbidden_builtins
+            .iter()
+            .chain(&policy.forbidden_attributes)
+        {
+            maybe_forbidden.insert(name);
+        }
+        Self {
+            policy,
+            allowlist,
+            maybe_forbidden,
+        }
+    }
+
+    /// Whether `name` (already NFKC-normalised) is a forbidden builtin.
+    fn forbidden_builtin(&self, name: &str) -> bool {
+        self.maybe_forbidden.may_contain(name) && self.policy.forbidden_builtins.contains(name)
+    }
+
+    /// Whether `name` (already NFKC-normalised) is a forbidden attribute.
+    fn forbidden_attribute(&self, name: &str) -> bool {
+        self.maybe_forbidden.may_contain(name) && self.policy.forbidden_attributes.contains(name)
+    }
+}
+
+/// Words of [`NameFilter`]: 4096 bits.
+const FILTER_WORDS: usize = 64;
+
+/// A one-hash Bloom filter over a few hundred names. Nearly every name in a
+/// program is neither a forbidden builtin nor a forbidden attribute, and the
+/// sets' own lookups (string comparisons down a B-tree) were most of the
+/// walk's time; a name whose bit is clear cannot be in either set, so the
+/// exact lookup only runs for the few that may be. It only ever says "no"
+/// when the answer is no, so the rules are unchanged.
+struct NameFilter([u64; FILTER_WORDS]);
+
+impl NameFilter {
+    /// The bit of `name`: its length and its first two and last two bytes.
+    fn bit(name: &str) -> usize {
+        let b = name.as_bytes();
+        let at = |i: usize| b.get(i).copied().map_or(0, usize::from);
+        let from_end = |i: usize| b.len().checked_sub(i + 1).map_or(0, at);
+        let mut h = b.len();
+        for byte in [at(0), at(1), from_end(1), from_end(0)] {
+            h = h.wrapping_mul(31).wrapping_add(byte);
+        }
+        (h.wrapping_mul(0x9E37_79B9) >> 7) & (FILTER_WORDS * 64 - 1)
+    }
+
+    /// Adds `name`.
+    fn insert(&mut self, name: &str) {
+        let bit = Self::bit(name);
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    /// False only when `name` was never inserted.
+    fn may_contain(&self, name: &str) -> bool {
+        let bit = Self::bit(name);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
 }
 
 /// Checks a parsed module body (with `rules`, or only disposes of it without),
@@ -261,7 +329,7 @@ impl Rules<'_> {
         };
         for keyword in &class.arguments.keywords {
             let attr = nfkc(&keyword.attr.id);
-            if self.policy.forbidden_attributes.contains(attr.as_ref()) {
+            if self.forbidden_attribute(attr.as_ref()) {
                 findings.push(Finding::named(
                     Verdict::ForbiddenAttribute,
                     attr.as_ref(),
@@ -313,7 +381,7 @@ impl Rules<'_> {
         }
         for alias in &import.names {
             let name = nfkc(&alias.name.id);
-            if self.policy.forbidden_attributes.contains(name.as_ref()) {
+            if self.forbidden_attribute(name.as_ref()) {
                 findings.push(Finding::named(
                     Verdict::ForbiddenAttribute,
                     name.as_ref(),
@@ -330,7 +398,7 @@ impl Rules<'_> {
             Expr::Name(name) => self.check_name(&name.id, name.start().to_usize(), findings),
             Expr::Attribute(attribute) => {
                 let attr = nfkc(&attribute.attr.id);
-                if self.policy.forbidden_attributes.contains(attr.as_ref()) {
+                if self.forbidden_attribute(attr.as_ref()) {
                     findings.push(Finding::named(
                         Verdict::ForbiddenAttribute,
                         attr.as_ref(),
@@ -365,14 +433,14 @@ impl Rules<'_> {
     /// `__builtins__` (which reaches the same objects as the attribute would).
     fn check_name(&self, id: &str, offset: usize, findings: &mut Vec<Finding>) {
         let id = nfkc(id);
-        if self.policy.forbidden_builtins.contains(id.as_ref()) {
+        if self.forbidden_builtin(id.as_ref()) {
             findings.push(Finding::named(
                 Verdict::ForbiddenBuiltin,
                 id.as_ref(),
                 offset,
                 format!("use of the builtin `{id}` is not allowed"),
             ));
-        } else if is_dunder(&id) && self.policy.forbidden_attributes.contains(id.as_ref()) {
+        } else if is_dunder(&id) && self.forbidden_attribute(id.as_ref()) {
             findings.push(Finding::named(
                 Verdict::ForbiddenAttribute,
                 id.as_ref(),
@@ -413,7 +481,7 @@ impl Rules<'_> {
             };
             for part in parts {
                 let part = nfkc(part);
-                if self.policy.forbidden_attributes.contains(part.as_ref()) {
+                if self.forbidden_attribute(part.as_ref()) {
                     findings.push(Finding::named(
                         Verdict::ForbiddenAttribute,
                         part.as_ref(),
@@ -439,7 +507,7 @@ impl Rules<'_> {
         }
         for attr in format_field_attributes(text) {
             let attr: Cow<'_, str> = nfkc(attr);
-            if self.policy.forbidden_attributes.contains(attr.as_ref()) {
+            if self.forbidden_attribute(attr.as_ref()) {
                 findings.push(Finding::named(
                     Verdict::ForbiddenAttribute,
                     attr.as_ref(),

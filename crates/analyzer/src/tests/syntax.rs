@@ -210,3 +210,33 @@ fn every_syntax_error_is_reported() {
     assert!(violations.len() >= 2, "{violations:#?}");
     assert_eq!((violations[0].line, violations[1].line), (1, 2));
 }
+
+#[test]
+fn bare_parse_counts_what_the_check_reports_as_syntax_errors() {
+    // The same parser and options: no errors where the check sees none, and
+    // as many as the check's syntax_error violations otherwise.
+    let cases: &[&str] = &[
+        "x = 1\nprint(x)\n",
+        "import os\n",
+        "def f(:\n    pass\n",
+        "x = (1,\ny = ]\n",
+        "",
+    ];
+    for source in cases {
+        let syntax_errors = run(source)
+            .iter()
+            .filter(|v| v.rule == Verdict::SyntaxError)
+            .count();
+        assert_eq!(crate::bare_parse(source), Some(syntax_errors), "{source:?}");
+    }
+}
+
+#[test]
+fn bare_parse_refuses_large_sources_and_survives_deep_ones() {
+    let large = "x = 1\n".repeat(crate::BARE_PARSE_MAX_BYTES / 6 + 1);
+    assert_eq!(crate::bare_parse(&large), None);
+    // A unary chain as deep as the size limit allows is parsed and dropped
+    // without exhausting the worker's stack.
+    let deep = format!("{}1\n", "-".repeat(crate::BARE_PARSE_MAX_BYTES - 2));
+    assert_eq!(crate::bare_parse(&deep), Some(0));
+}
