@@ -88,6 +88,20 @@ impl Sse {
         }
     }
 
+    /// Events up to the one that makes the `stream` text of this stream
+    /// contain `needle` (a `print` may arrive as several chunks).
+    async fn until_text(&mut self, stream: &str, needle: &str) -> Vec<Event> {
+        let mut seen = Vec::new();
+        let mut text = String::new();
+        while !text.contains(needle) {
+            let mut more = self.until(stream).await;
+            let e = more.last().expect("an event");
+            text.push_str(e.data["text"].as_str().expect("text"));
+            seen.append(&mut more);
+        }
+        seen
+    }
+
     /// Every event up to the end of the stream.
     async fn rest(&mut self) -> Vec<Event> {
         let mut all = Vec::new();
@@ -182,12 +196,11 @@ async fn a_stream_on_another_node_gets_chunks_while_the_job_runs() {
     .await;
     let (status, mut stream) = open(&cluster, other, &cluster.token, &id, None).await;
     assert_eq!(status, StatusCode::OK);
-    let mut seen = stream.until("stdout").await;
-    // The first chunk crossed over while the program still sleeps there.
+    let mut seen = stream.until_text("stdout", "first\n").await;
+    // The first line crossed over while the program still sleeps there.
     let now = cluster.get(other, &id).await;
     assert_eq!(now["status"], "running", "{now}");
     assert!(now["stdout"].is_null());
-    assert_eq!(seen.last().expect("stdout").data["text"], "first\n");
     seen.extend(stream.rest().await);
     let statuses: Vec<&Value> = seen
         .iter()
@@ -228,8 +241,8 @@ async fn a_stream_on_a_queued_job_follows_it_when_another_node_starts_it() {
     // Whichever node will run it, one stream is on the other node.
     let (_, mut on0) = open(&cluster, 0, &cluster.token, &id, None).await;
     let (_, mut on1) = open(&cluster, 1, &cluster.token, &id, None).await;
-    let first0 = on0.until("stdout").await;
-    let first1 = on1.until("stdout").await;
+    let first0 = on0.until_text("stdout", "one\n").await;
+    let first1 = on1.until_text("stdout", "one\n").await;
     assert_eq!(cluster.get(0, &id).await["status"], "running");
     for (mut seen, stream) in [(first0, &mut on0), (first1, &mut on1)] {
         assert_eq!(seen[0].data["status"], "queued");
@@ -256,8 +269,7 @@ async fn last_event_id_resumes_on_the_other_node_without_loss_or_repetition() {
     let at1 = part1.last().expect("event").id.clone();
     let (status, mut second) = open(&cluster, other, &cluster.token, &id, Some(&at1)).await;
     assert_eq!(status, StatusCode::OK);
-    let part2 = second.until("stdout").await;
-    assert_eq!(part2.last().expect("stdout").data["text"], "b\n");
+    let part2 = second.until_text("stdout", "b\n").await;
     assert_eq!(cluster.get(other, &id).await["status"], "running");
     drop(second);
     let at2 = part2.last().expect("event").id.clone();
@@ -394,13 +406,13 @@ async fn a_full_cluster_queue_is_a_503_with_retry_after_from_the_estimate() {
     assert_eq!(warm["status"], "succeeded");
     let warmed = runner(&cluster, &id_of(&warm));
     let cold = 1 - warmed;
+    // Both workers busy, one after the other (the queue holds one job).
     let mut ids = Vec::new();
     for i in [0, 1] {
         let job = json!({"code": "import time\ntime.sleep(30)"});
-        ids.push(id_of(&cluster.submit(i, &job).await));
-    }
-    for id in &ids {
-        cluster.until(0, id, |j| j["status"] == "running").await;
+        let id = id_of(&cluster.submit(i, &job).await);
+        cluster.until(0, &id, |j| j["status"] == "running").await;
+        ids.push(id);
     }
     let waiting = cluster.submit(cold, &json!({"code": "print(1)"})).await;
     assert_eq!(waiting["queue_position"], 0);
