@@ -319,7 +319,14 @@ impl Hub {
         m.readers += 1;
         let feed = m.feed.clone();
         drop(mirrors);
-        (Mirror { hub: self, id, feed }, made)
+        (
+            Mirror {
+                hub: self,
+                id,
+                feed,
+            },
+            made,
+        )
     }
 
     /// The jobs this node mirrors.
@@ -378,9 +385,7 @@ impl Hub {
 
     /// Whether some node asked for job `id`'s live output within `ttl`.
     pub fn is_watched(&self, id: Uuid, ttl: Duration) -> bool {
-        self.watched()
-            .get(&id)
-            .is_some_and(|at| at.elapsed() < ttl)
+        self.watched().get(&id).is_some_and(|at| at.elapsed() < ttl)
     }
 }
 

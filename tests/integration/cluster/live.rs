@@ -11,24 +11,14 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::harness::{Cluster, Spec, id_of};
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct Event {
-    /// The `event:` field.
-    kind: String,
-    /// The `id:` field.
-    id: String,
-    /// The `data:` JSON.
-    data: Value,
-}
+use crate::sse::{Event, Frames, statuses, text_of};
 
 /// An open event stream over HTTP.
 struct Sse {
     /// The response, read chunk by chunk.
     response: reqwest::Response,
-    /// Text received and not yet split into events.
-    buf: String,
+    /// Received text, split into events.
+    frames: Frames,
     /// True once the body ended.
     ended: bool,
 }
@@ -38,29 +28,11 @@ impl Sse {
     /// nothing comes for 30 s.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut event = Event {
-                    kind: String::new(),
-                    id: String::new(),
-                    data: Value::Null,
-                };
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event.kind = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        event.data = serde_json::from_str(v).expect("data is JSON");
-                    }
-                }
-                if event.kind.is_empty() {
-                    continue; // a keep-alive comment
-                }
+            if let Some(event) = self.frames.next() {
                 return Some(event);
             }
             if self.ended {
-                assert!(self.buf.trim().is_empty(), "a partial event: {}", self.buf);
+                self.frames.assert_drained();
                 return None;
             }
             let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
@@ -68,7 +40,7 @@ impl Sse {
                 .expect("the stream went silent")
                 .expect("the stream broke");
             match chunk {
-                Some(bytes) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(bytes) => self.frames.push(&bytes),
                 None => self.ended = true,
             }
         }
@@ -80,7 +52,10 @@ impl Sse {
         loop {
             let e = self.next().await.expect("an event before the end");
             let done = e.kind == kind;
-            assert!(done || e.kind != "final", "the stream ended first: {seen:?}");
+            assert!(
+                done || e.kind != "final",
+                "the stream ended first: {seen:?}"
+            );
             seen.push(e);
             if done {
                 return seen;
@@ -132,36 +107,19 @@ async fn open(
     let response = request.send().await.expect("the node answers");
     let status = response.status();
     if status == StatusCode::OK {
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
     }
     (
         status,
         Sse {
             response,
-            buf: String::new(),
+            frames: Frames::default(),
             ended: false,
         },
     )
-}
-
-/// The text of the `stream` events, checking that each chunk starts where
-/// the last ended (so nothing was repeated); returns it and the bytes
-/// reported as gaps.
-fn text_of(events: &[Event], stream: &str) -> (String, u64) {
-    let (mut text, mut at, mut missed) = (String::new(), 0, 0);
-    for e in events {
-        if e.kind == stream {
-            assert_eq!(e.data["offset"], at, "chunks are contiguous: {e:?}");
-            let t = e.data["text"].as_str().expect("text");
-            at += t.len() as u64;
-            text.push_str(t);
-        } else if e.kind == "gap" && e.data["stream"] == stream {
-            let len = e.data["length"].as_u64().expect("length");
-            at += len;
-            missed += len;
-        }
-    }
-    (text, missed)
 }
 
 /// The index of the node whose worker runs job `id` (it is running).
@@ -202,16 +160,11 @@ async fn a_stream_on_another_node_gets_chunks_while_the_job_runs() {
     assert_eq!(now["status"], "running", "{now}");
     assert!(now["stdout"].is_null());
     seen.extend(stream.rest().await);
-    let statuses: Vec<&Value> = seen
-        .iter()
-        .filter(|e| e.kind == "status")
-        .map(|e| &e.data["status"])
-        .collect();
-    assert_eq!(statuses, [&json!("running"), &json!("succeeded")]);
+    assert_eq!(statuses(&seen), [&json!("running"), &json!("succeeded")]);
     let last = seen.last().expect("final");
     assert_eq!((last.kind.as_str(), last.id.as_str()), ("final", "final"));
     assert_eq!(last.data["result"], 1);
-    let (text, missed) = text_of(&seen, "stdout");
+    let (text, missed) = text_of(&seen, "stdout", 0);
     assert_eq!((text.as_str(), missed), ("first\nsecond\n", 0));
     assert_eq!(last.data["stdout"], text.as_str());
 }
@@ -247,7 +200,7 @@ async fn a_stream_on_a_queued_job_follows_it_when_another_node_starts_it() {
     for (mut seen, stream) in [(first0, &mut on0), (first1, &mut on1)] {
         assert_eq!(seen[0].data["status"], "queued");
         seen.extend(stream.rest().await);
-        let (text, missed) = text_of(&seen, "stdout");
+        let (text, missed) = text_of(&seen, "stdout", 0);
         assert_eq!((text.as_str(), missed), ("one\ntwo\n", 0));
         assert_eq!(seen.last().expect("final").data["status"], "succeeded");
     }
@@ -279,23 +232,26 @@ async fn last_event_id_resumes_on_the_other_node_without_loss_or_repetition() {
     let job = &all.last().expect("final").data;
     assert_eq!(job["status"], "failed");
     for stream in ["stdout", "stderr"] {
-        let (text, missed) = text_of(&all, stream);
+        let (text, missed) = text_of(&all, stream, 0);
         assert_eq!(missed, 0);
         assert_eq!(text, job[stream].as_str().expect("output"), "{stream}");
     }
-    assert!(job["stderr"].as_str().is_some_and(|e| e.contains("ZeroDivisionError")));
-    let statuses: Vec<&Value> = all
-        .iter()
-        .filter(|e| e.kind == "status")
-        .map(|e| &e.data["status"])
-        .collect();
-    assert_eq!(statuses, [&json!("running"), &json!("failed")]);
+    assert!(
+        job["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("ZeroDivisionError"))
+    );
+    assert_eq!(statuses(&all), [&json!("running"), &json!("failed")]);
 
     // After the end, the same resume point on the other node gives the same
     // rest from the stored output.
     let (_, mut late) = open(&cluster, other, &cluster.token, &id, Some(&at1)).await;
     let after = late.rest().await;
-    let live: Vec<&Event> = part2.iter().chain(&part3).filter(|e| e.kind != "status").collect();
+    let live: Vec<&Event> = part2
+        .iter()
+        .chain(&part3)
+        .filter(|e| e.kind != "status")
+        .collect();
     let stored: Vec<&Event> = after.iter().filter(|e| e.kind != "status").collect();
     let text = |events: &[&Event], kind: &str| -> String {
         events
@@ -341,7 +297,7 @@ async fn another_tenants_job_is_a_404_on_every_node() {
     // The owner's stream on the other node still gets the job.
     let (_, mut own) = open(&cluster, other, &cluster.token, &id, None).await;
     let events = own.rest().await;
-    assert_eq!(text_of(&events, "stdout").0, "x\n");
+    assert_eq!(text_of(&events, "stdout", 0).0, "x\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,7 +357,10 @@ async fn a_full_cluster_queue_is_a_503_with_retry_after_from_the_estimate() {
     // One run of about 2.2 s, on whichever node claims it: that node has a
     // run time to estimate from, the other none.
     let warm = cluster
-        .submit(0, &json!({"code": "import time\ntime.sleep(2.2)", "wait": true}))
+        .submit(
+            0,
+            &json!({"code": "import time\ntime.sleep(2.2)", "wait": true}),
+        )
         .await;
     assert_eq!(warm["status"], "succeeded");
     let warmed = runner(&cluster, &id_of(&warm));

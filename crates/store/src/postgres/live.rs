@@ -80,7 +80,11 @@ fn aad(job: Uuid, stderr: bool, offset: u64) -> Vec<u8> {
 }
 
 /// The payloads of `chunk`: one, or several if it had to be split.
-fn encode_chunk(keys: &Keyring, chunk: &LiveChunk, out: &mut Vec<String>) -> Result<(), StoreError> {
+fn encode_chunk(
+    keys: &Keyring,
+    chunk: &LiveChunk,
+    out: &mut Vec<String>,
+) -> Result<(), StoreError> {
     let sealed = keys.seal(&chunk.data, &aad(chunk.job, chunk.stderr, chunk.offset))?;
     let payload = format!(
         "{} {} {} {} {sealed}",
