@@ -114,7 +114,7 @@ impl Feed {
         let k = usize::from(stream == StreamKind::Stderr);
         let end = offset + data.len() as u64;
         let have = inner.ends[k];
-        if end < have || (end == have && !(truncated && !inner.truncated[k])) {
+        if end < have || (end == have && (!truncated || inner.truncated[k])) {
             return;
         }
         if offset < have {
