@@ -40,6 +40,7 @@ mod security;
 mod server;
 mod snapshot;
 mod soak;
+mod sse;
 mod submit;
 mod verdicts;
 

@@ -1,7 +1,8 @@
 //! A node of a cluster on one Postgres store: its id, its start-up
 //! recovery, its heartbeat (register in `nodes`, renew its leases, reap the
 //! leases of dead nodes), and what it does with the `NOTIFY`s it hears
-//! (wake a worker, answer a waiting request, interrupt a job it runs).
+//! (wake a worker, answer a waiting request, interrupt a job it runs,
+//! publish or mirror live output: `relay.rs`).
 //!
 //! The rule for a node that dies (SIGKILL, power loss, network cut): its
 //! leases stop being renewed; once one has expired, a live node (one at a
@@ -15,7 +16,7 @@ use std::{path::Path, sync::atomic::Ordering, time::Duration};
 
 use strictpy_store::{NodeRecord, Notice};
 
-use crate::{AppState, ServerError, now_ms, queue::DbQueue, workers};
+use crate::{AppState, ServerError, now_ms, queue::DbQueue, relay, workers};
 
 /// The file in the data dir holding the node id made on first start.
 pub const NODE_ID_FILE: &str = "node-id";
@@ -102,6 +103,7 @@ pub async fn start(state: &AppState) -> Result<(), ServerError> {
             }
         }
     });
+    state.runtime.spawn(relay::renew(state.clone()));
     let mut notices = q
         .store
         .listen(Duration::from_millis(state.config.cluster.poll_ms));
@@ -162,12 +164,15 @@ fn on_notice(state: &AppState, notice: Notice) {
                 running.cancel.cancel();
             }
         }
+        Notice::Watch(watch) => relay::on_watch(state, watch),
+        Notice::Live(live) => relay::on_live(state, live),
         Notice::Connected => {
             // Notices may have been missed while the connection was down:
-            // a worker looks for queued jobs, and waiting requests look
-            // again at their job.
+            // a worker looks for queued jobs, waiting requests look again
+            // at their job, and mirrors start over.
             q.wake_one();
             state.wake_all_waiters();
+            relay::resync(state);
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod net;
 pub mod policy;
 pub mod queue;
 pub mod redact;
+pub mod relay;
 pub mod retention;
 pub mod routes;
 pub mod tls;
@@ -198,9 +199,11 @@ impl Shared {
     }
 
     /// Job `id` became final on some node (a `NOTIFY`): its token's
-    /// concurrent-job count here drops, and requests waiting here answer.
+    /// concurrent-job count here drops, requests waiting here answer, and
+    /// its mirror here closes.
     pub fn remote_final(&self, id: Uuid) {
         self.guard.end_job(id);
+        self.live.close_mirror(id);
         if let Some(notify) = self.waiters().remove(&id) {
             notify.notify_waiters();
         }

@@ -5,13 +5,20 @@
 //! Readers never hold the job back: each keeps its own cursor into the
 //! feed, and the feed keeps at most `live_buffer_bytes` of chunks (oldest
 //! dropped first). A reader whose cursor fell out of the window is told so
-//! with a gap (the bytes are in the job's final output). Feeds exist only on
-//! the node that runs the job; see `docs/http-api.md` for what a stream on
-//! another node sees.
+//! with a gap (the bytes are in the job's final output).
+//!
+//! In a cluster a node also keeps *mirrors*: feeds of jobs running on
+//! another node that a stream here follows, filled from the chunks that
+//! node publishes (`relay.rs`). A mirror is a [`Feed`] like any other, so
+//! the SSE code, the resume and the gap logic are the same for both.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use strictpy_sandbox::{LiveEvent, StreamKind};
@@ -42,6 +49,10 @@ struct FeedInner {
     bytes: usize,
     /// The `seq` the next chunk gets.
     next_seq: u64,
+    /// Per stream (stdout, stderr): the end of the furthest chunk taken.
+    ends: [u64; 2],
+    /// Per stream: a chunk with the truncation flag was taken.
+    truncated: [bool; 2],
     /// Set once the job's outcome is in the store: no more chunks.
     closed: bool,
 }
@@ -55,6 +66,14 @@ pub struct Feed {
     window: usize,
     /// Bumped on every change, so readers can wait for one.
     version: watch::Sender<u64>,
+    /// A task publishes this feed to other nodes (`relay.rs`).
+    pub publishing: AtomicBool,
+    /// The publisher must start again from the oldest chunk held: a node
+    /// began watching.
+    pub rewind: AtomicBool,
+    /// For a mirror: it heard its publisher (re)start, so the chunks it
+    /// takes from then on are contiguous from the publisher's window.
+    synced: AtomicBool,
 }
 
 impl Feed {
@@ -63,13 +82,26 @@ impl Feed {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds what the sandbox forwarded. A sandbox-level gap needs no entry:
-    /// readers see the jump in offsets.
+    fn new(window: usize) -> Self {
+        Self {
+            inner: Mutex::new(FeedInner::default()),
+            window,
+            version: watch::channel(0).0,
+            publishing: AtomicBool::new(false),
+            rewind: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds what the sandbox forwarded (or, for a mirror, what the owning
+    /// node published). A gap needs no entry: readers see the jump in
+    /// offsets. Bytes already taken are dropped, so a publisher replaying
+    /// its window for a new watcher repeats nothing here.
     pub fn push(&self, event: LiveEvent) {
         let LiveEvent::Output {
             stream,
-            offset,
-            data,
+            mut offset,
+            mut data,
             truncated,
         } = event
         else {
@@ -79,6 +111,18 @@ impl Feed {
         if inner.closed {
             return;
         }
+        let k = usize::from(stream == StreamKind::Stderr);
+        let end = offset + data.len() as u64;
+        let have = inner.ends[k];
+        if end < have || (end == have && (!truncated || inner.truncated[k])) {
+            return;
+        }
+        if offset < have {
+            data.drain(..usize::try_from(have - offset).unwrap_or(data.len()));
+            offset = have;
+        }
+        inner.ends[k] = end;
+        inner.truncated[k] |= truncated;
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.bytes += data.len();
@@ -129,6 +173,11 @@ impl Feed {
         self.lock().bytes
     }
 
+    /// Whether the feed closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     fn close(&self) {
         let mut inner = self.lock();
         inner.closed = true;
@@ -139,15 +188,62 @@ impl Feed {
     }
 }
 
+/// A mirror and the streams of this node following it.
+#[derive(Debug)]
+struct Mirrored {
+    /// The feed.
+    feed: Arc<Feed>,
+    /// Streams holding a [`Mirror`] of it.
+    readers: usize,
+}
+
 /// Every feed of this node, by job id.
 #[derive(Debug)]
 pub struct Hub {
     /// The feeds of running jobs.
     feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
+    /// Mirrors of jobs running on other nodes that streams here follow.
+    mirrors: Mutex<HashMap<Uuid, Mirrored>>,
+    /// When another node last asked for each job's live output.
+    watched: Mutex<HashMap<Uuid, Instant>>,
     /// Bytes of output each feed keeps.
     window: usize,
-    /// Signalled whenever a feed opens, for streams waiting on a queued job.
+    /// A random token of this process, on its asks for other nodes' live
+    /// output, so it ignores its own.
+    pub origin: String,
+    /// Signalled whenever a feed opens (here, or a mirror hears its
+    /// publisher start), for streams waiting on a queued job.
     pub opened: Notify,
+}
+
+/// A stream's hold on a mirror; the mirror goes when its last one drops.
+#[derive(Debug)]
+pub struct Mirror<'a> {
+    /// The hub it is in.
+    hub: &'a Hub,
+    /// The job.
+    id: Uuid,
+    /// The mirror's feed.
+    feed: Arc<Feed>,
+}
+
+impl Mirror<'_> {
+    /// The mirror's feed.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+}
+
+impl Drop for Mirror<'_> {
+    fn drop(&mut self) {
+        let mut mirrors = self.hub.mirrors();
+        if let Some(m) = mirrors.get_mut(&self.id) {
+            m.readers -= 1;
+            if m.readers == 0 {
+                mirrors.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -155,7 +251,10 @@ impl Hub {
     pub fn new(window: usize) -> Self {
         Self {
             feeds: Mutex::new(HashMap::new()),
+            mirrors: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
             window: window.max(1),
+            origin: Uuid::new_v4().simple().to_string(),
             opened: Notify::new(),
         }
     }
@@ -164,13 +263,17 @@ impl Hub {
         self.feeds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn mirrors(&self) -> MutexGuard<'_, HashMap<Uuid, Mirrored>> {
+        self.mirrors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn watched(&self) -> MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Opens the feed of job `id`, which just started here.
     pub fn open(&self, id: Uuid) -> Arc<Feed> {
-        let feed = Arc::new(Feed {
-            inner: Mutex::new(FeedInner::default()),
-            window: self.window,
-            version: watch::channel(0).0,
-        });
+        let feed = Arc::new(Feed::new(self.window));
         self.feeds().insert(id, feed.clone());
         self.opened.notify_waiters();
         feed
@@ -188,9 +291,101 @@ impl Hub {
         }
     }
 
-    /// Bytes of output held by every feed (for tests and metrics).
+    /// Bytes of output held by every feed and mirror (for tests and
+    /// metrics).
     pub fn held_bytes(&self) -> usize {
-        self.feeds().values().map(|f| f.held_bytes()).sum()
+        let local: usize = self.feeds().values().map(|f| f.held_bytes()).sum();
+        local
+            + self
+                .mirrors()
+                .values()
+                .map(|m| m.feed.held_bytes())
+                .sum::<usize>()
+    }
+
+    /// A hold on the mirror of job `id` (running on another node), and
+    /// whether it was just made (its publisher must then be asked to
+    /// replay what it holds).
+    pub fn mirror(&self, id: Uuid) -> (Mirror<'_>, bool) {
+        let mut mirrors = self.mirrors();
+        let mut made = false;
+        let m = mirrors.entry(id).or_insert_with(|| {
+            made = true;
+            Mirrored {
+                feed: Arc::new(Feed::new(self.window)),
+                readers: 0,
+            }
+        });
+        m.readers += 1;
+        let feed = m.feed.clone();
+        drop(mirrors);
+        (
+            Mirror {
+                hub: self,
+                id,
+                feed,
+            },
+            made,
+        )
+    }
+
+    /// The jobs this node mirrors.
+    pub fn mirrored(&self) -> Vec<Uuid> {
+        self.mirrors().keys().copied().collect()
+    }
+
+    /// The publisher of job `id` (re)started: its mirror here takes chunks
+    /// from now on, and streams waiting for the job to start look again.
+    pub fn mirror_opened(&self, id: Uuid) {
+        if let Some(m) = self.mirrors().get(&id) {
+            m.feed.synced.store(true, Ordering::SeqCst);
+            self.opened.notify_waiters();
+        }
+    }
+
+    /// A chunk published by the node running job `id`, for its mirror.
+    /// Before the mirror heard its publisher start, chunks are ignored:
+    /// they may be a replay's tail for another node, and the replay for
+    /// this one starts at the publisher's oldest chunk.
+    pub fn mirror_push(&self, id: Uuid, event: LiveEvent) {
+        let feed = self.mirrors().get(&id).map(|m| m.feed.clone());
+        if let Some(feed) = feed
+            && feed.synced.load(Ordering::SeqCst)
+        {
+            feed.push(event);
+        }
+    }
+
+    /// Every mirror waits for its publisher to start again (the `LISTEN`
+    /// connection was lost, so chunks may have been missed); returns the
+    /// jobs to ask for afresh.
+    pub fn unsync_mirrors(&self) -> Vec<Uuid> {
+        let mirrors = self.mirrors();
+        for m in mirrors.values() {
+            m.feed.synced.store(false, Ordering::SeqCst);
+        }
+        mirrors.keys().copied().collect()
+    }
+
+    /// Job `id` became final on some node: its mirror here closes.
+    pub fn close_mirror(&self, id: Uuid) {
+        let feed = self.mirrors().get(&id).map(|m| m.feed.clone());
+        if let Some(feed) = feed {
+            feed.close();
+        }
+    }
+
+    /// Another node asked for job `id`'s live output.
+    pub fn heard_watch(&self, id: Uuid, ttl: Duration) {
+        let now = Instant::now();
+        let mut watched = self.watched();
+        watched.retain(|_, at| now.duration_since(*at) < ttl);
+        watched.insert(id, now);
+    }
+
+    /// Whether some node asked for job `id`'s live output within `ttl`.
+    pub fn is_watched(&self, id: Uuid, ttl: Duration) -> bool {
+        self.watched().get(&id).is_some_and(|at| at.elapsed() < ttl)
     }
 }
 
@@ -225,5 +420,40 @@ mod tests {
         hub.close(Uuid::nil());
         assert!(feed.read(0).1);
         assert!(hub.get(Uuid::nil()).is_none());
+    }
+
+    #[test]
+    fn a_mirror_takes_chunks_once_synced_and_never_twice() {
+        let hub = Hub::new(1024);
+        let id = Uuid::now_v7();
+        let (first, made) = hub.mirror(id);
+        assert!(made);
+        hub.mirror_push(id, out(4, b"ef")); // before the publisher started
+        hub.mirror_opened(id);
+        hub.mirror_push(id, out(0, b"abcd"));
+        hub.mirror_push(id, out(2, b"cdef")); // a replay overlapping it
+        hub.mirror_push(id, out(0, b"ab")); // all had
+        let (chunks, _) = first.feed().read(0);
+        let got: Vec<(u64, &[u8])> = chunks.iter().map(|c| (c.offset, &c.data[..])).collect();
+        assert_eq!(got, [(0, &b"abcd"[..]), (4, &b"ef"[..])]);
+        let (second, made) = hub.mirror(id);
+        assert!(!made);
+        assert_eq!(hub.mirrored(), [id]);
+        drop(first);
+        assert_eq!(hub.mirrored(), [id]);
+        hub.close_mirror(id);
+        assert!(second.feed().is_closed());
+        drop(second);
+        assert!(hub.mirrored().is_empty());
+    }
+
+    #[test]
+    fn watches_expire() {
+        let hub = Hub::new(16);
+        let id = Uuid::now_v7();
+        assert!(!hub.is_watched(id, Duration::from_secs(5)));
+        hub.heard_watch(id, Duration::from_secs(5));
+        assert!(hub.is_watched(id, Duration::from_secs(5)));
+        assert!(!hub.is_watched(id, Duration::ZERO));
     }
 }

@@ -233,6 +233,8 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     // runtime moves it into this job's feed for `/events` readers.
     let (tap, mut live) = strictpy_sandbox::live::channel(LIVE_CHANNEL);
     let feed = state.live.open(record.id);
+    // Streams on other nodes that waited for this job get it at once.
+    crate::relay::on_open(state, record.id, &feed);
     let drain = state.runtime.spawn(async move {
         while let Some(event) = live.recv().await {
             feed.push(event);

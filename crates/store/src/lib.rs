@@ -27,8 +27,9 @@ pub use cluster::{JobCap, LockoutRule};
 pub use crypto::{KeyError, Keyring};
 pub use location::{StoreLocation, without_password};
 pub use postgres::{
-    CANCEL_CHANNEL, FINAL_CHANNEL, MIGRATION_LOCK, NodeRecord, Notice, PgOptions, PostgresStore,
-    QUEUED_CHANNEL, REAP_LOCK, Reaped,
+    CANCEL_CHANNEL, FINAL_CHANNEL, LIVE_CHANNEL, LiveChunk, LiveNotice, MAX_LIVE_DATA,
+    MIGRATION_LOCK, NodeRecord, Notice, PgOptions, PostgresStore, QUEUED_CHANNEL, REAP_LOCK,
+    Reaped, WATCH_CHANNEL, Watch,
 };
 pub use security::{
     AuditQuery, AuditRecord, Erased, NewAuditEvent, Purged, TokenKind, TokenLimits, TokenRecord,

@@ -11,11 +11,13 @@
 
 mod cluster;
 mod duties;
+mod live;
 mod security;
 
 pub use cluster::{
     CANCEL_CHANNEL, FINAL_CHANNEL, NodeRecord, Notice, QUEUED_CHANNEL, REAP_LOCK, Reaped,
 };
+pub use live::{LIVE_CHANNEL, LiveChunk, LiveNotice, MAX_LIVE_DATA, WATCH_CHANNEL, Watch};
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

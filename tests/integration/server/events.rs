@@ -12,24 +12,14 @@ use tower::ServiceExt as _;
 
 use super::TestServer;
 use crate::security::create_token;
-
-/// One event as a client sees it.
-#[derive(Debug, Clone)]
-struct Event {
-    /// The `event:` field.
-    kind: String,
-    /// The `id:` field.
-    id: String,
-    /// The `data:` JSON.
-    data: Value,
-}
+use crate::sse::{Event, Frames, statuses, text_of};
 
 /// An open event stream, read frame by frame.
 struct Stream {
     /// The response body.
     body: Body,
-    /// Text received and not yet split into events.
-    buf: String,
+    /// Received text, split into events.
+    frames: Frames,
     /// True once the body ended.
     ended: bool,
 }
@@ -39,29 +29,11 @@ impl Stream {
     /// nothing comes for 20 s.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut event = Event {
-                    kind: String::new(),
-                    id: String::new(),
-                    data: Value::Null,
-                };
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event.kind = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        event.data = serde_json::from_str(v).expect("data is JSON");
-                    }
-                }
-                if event.kind.is_empty() {
-                    continue; // a comment
-                }
+            if let Some(event) = self.frames.next() {
                 return Some(event);
             }
             if self.ended {
-                assert!(self.buf.trim().is_empty(), "a partial event: {}", self.buf);
+                self.frames.assert_drained();
                 return None;
             }
             let frame = tokio::time::timeout(
@@ -75,7 +47,7 @@ impl Stream {
                 Some(frame) => {
                     let frame = frame.expect("body frame");
                     if let Ok(data) = frame.into_data() {
-                        self.buf.push_str(&String::from_utf8_lossy(&data));
+                        self.frames.push(&data);
                     }
                 }
             }
@@ -118,7 +90,7 @@ async fn open(s: &TestServer, token: &str, id: &str, last: Option<&str>) -> (Sta
         status,
         Stream {
             body: response.into_body(),
-            buf: String::new(),
+            frames: Frames::default(),
             ended: false,
         },
     )
@@ -131,29 +103,6 @@ async fn submit(s: &TestServer, code: &str) -> Value {
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     reply.json
-}
-
-/// The concatenated text of the `stream` events, checking that every
-/// chunk (or gap) starts where the one before ended. Returns the text and
-/// the bytes reported as gaps.
-fn text_of(events: &[Event], stream: &str, mut at: u64) -> (String, u64) {
-    let mut text = String::new();
-    let mut missed = 0;
-    for e in events {
-        if e.kind == stream {
-            assert_eq!(e.data["offset"], at, "chunks are contiguous: {e:?}");
-            let t = e.data["text"].as_str().expect("text");
-            at += t.len() as u64;
-            text.push_str(t);
-        } else if e.kind == "gap" && e.data["stream"] == stream {
-            assert_eq!(e.data["offset"], at, "a gap starts where output stopped");
-            let len = e.data["length"].as_u64().expect("length");
-            assert!(len > 0);
-            at += len;
-            missed += len;
-        }
-    }
-    (text, missed)
 }
 
 fn kinds(events: &[Event]) -> Vec<&str> {
@@ -184,11 +133,7 @@ async fn chunks_arrive_while_the_job_runs_and_final_ends_the_stream() {
     assert_eq!(now.json["status"], "running", "{}", now.text);
     assert!(now.json["stdout"].is_null());
     seen.extend(stream.rest().await);
-    let statuses: Vec<&Value> = seen
-        .iter()
-        .filter(|e| e.kind == "status")
-        .map(|e| &e.data["status"])
-        .collect();
+    let statuses = statuses(&seen);
     assert_eq!(statuses.last().copied(), Some(&json!("succeeded")));
     assert!(statuses.contains(&&json!("running")));
     assert_eq!(kinds(&seen).last(), Some(&"final"));

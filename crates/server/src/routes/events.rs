@@ -11,6 +11,10 @@
 //! output), so nothing is lost or sent twice. The `final` event's id is
 //! `final`; resuming after it answers `204`, which also tells a browser's
 //! `EventSource` to stop reconnecting.
+//!
+//! A job running on another node of a cluster is followed through its
+//! mirror here (`relay.rs`): the same feed reading, so a stream resumed on
+//! a different node than the first connection continues at its id too.
 
 use std::{
     convert::Infallible,
@@ -38,12 +42,17 @@ use crate::{
     auth::{Auth, Scope},
     error::{ApiError, ErrorBody},
     live::{Chunk, Feed},
+    relay,
     views::JobView,
 };
 
 /// How often a stream on a job that is not running here re-reads the store
 /// (the job may be queued, or running on another node).
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long a stream follows a mirror before it re-reads the store, in
+/// case the notice of the job's end was lost.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// How long a stream may be silent before a comment keeps proxies from
 /// closing it.
@@ -262,8 +271,13 @@ impl Writer {
             .await
     }
 
-    /// Follows a feed until it closes.
-    async fn follow(&mut self, feed: &Feed) -> Result<(), Gone> {
+    /// Follows a feed until it closes or `stop` completes.
+    async fn follow(
+        &mut self,
+        feed: &Feed,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Gone> {
+        tokio::pin!(stop);
         let mut changes = feed.watch();
         let mut next = 0;
         loop {
@@ -280,6 +294,7 @@ impl Writer {
                 changed = changes.changed() => Wake::Changed(changed.is_ok()),
                 () = self.tx.closed() => Wake::Gone,
                 () = tokio::time::sleep(KEEPALIVE) => Wake::Quiet,
+                () = &mut stop => return Ok(()),
             };
             match wake {
                 Wake::Changed(true) => {}
@@ -339,6 +354,9 @@ impl Writer {
 /// leaves.
 async fn run(state: AppState, mut job: JobRecord, mut writer: Writer) -> Result<(), Gone> {
     let id = job.id;
+    // In a cluster, the mirror of a job not running here; held while this
+    // stream lasts, so the owning node keeps publishing.
+    let mut mirror = None;
     loop {
         if job.status.is_final() {
             return writer.finish(&job).await;
@@ -352,8 +370,10 @@ async fn run(state: AppState, mut job: JobRecord, mut writer: Writer) -> Result<
         opened.as_mut().enable();
         finished.as_mut().enable();
         if let Some(feed) = state.live.get(id) {
+            // Running here after all: no need to ask other nodes.
+            mirror = None;
             writer.status(JobStatus::Running).await?;
-            writer.follow(&feed).await?;
+            writer.follow(&feed, std::future::pending()).await?;
         } else {
             // Shutting down: a job not running here will not end on this
             // node, and an open stream would hold the graceful shutdown
@@ -361,13 +381,30 @@ async fn run(state: AppState, mut job: JobRecord, mut writer: Writer) -> Result<
             if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(());
             }
-            // Queued, or running on another node: status from the store.
+            if mirror.is_none() && state.queue.database().is_some() {
+                mirror = Some(relay::watch(&state, id));
+            }
             writer.status(job.status).await?;
-            tokio::select! {
-                () = opened => {},
-                () = finished => {},
-                () = tokio::time::sleep(POLL) => {},
-                () = writer.tx.closed() => return Err(Gone),
+            match &mirror {
+                Some(m) if job.status == JobStatus::Running && !m.feed().is_closed() => {
+                    // Running on another node: its chunks through the
+                    // mirror, until the job's end is heard or it is time
+                    // to look at the store again.
+                    let stop = async {
+                        tokio::select! {
+                            () = finished => {},
+                            () = tokio::time::sleep(RECHECK) => {},
+                        }
+                    };
+                    writer.follow(m.feed(), stop).await?;
+                }
+                // Queued (here or anywhere): status from the store.
+                _ => tokio::select! {
+                    () = opened => {},
+                    () = finished => {},
+                    () = tokio::time::sleep(POLL) => {},
+                    () = writer.tx.closed() => return Err(Gone),
+                },
             }
         }
         match state.store.get(id).await {
@@ -412,8 +449,9 @@ impl http_body::Body for EventBody {
 /// after which the stream ends. A finished job sends `final` at once. Ids
 /// are `S-O-E` positions (status rank 1 queued, 2 running, 3 final; bytes
 /// of stdout and stderr sent); send the last as `Last-Event-ID` to resume
-/// without loss or repetition, also after the job finished. Live chunks
-/// come only from the node running the job; see docs/http-api.md.
+/// without loss or repetition, also after the job finished, and on any
+/// node of a cluster: a job running on another node is followed through
+/// the database's notifications (see docs/scale-out.md).
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/events",

@@ -2,22 +2,24 @@
 //! with `FOR UPDATE SKIP LOCKED`, leases renewed by the owning node's
 //! heartbeat, finishing only while the lease is still owned, the `nodes`
 //! table, the reaping of expired leases under an advisory lock, and
-//! `LISTEN/NOTIFY` (a trigger on `jobs` notifies queued and final jobs).
+//! `LISTEN/NOTIFY` (a trigger on `jobs` notifies queued and final jobs;
+//! `live.rs` adds the channels of live output between nodes).
 //!
 //! None of this is in the [`crate::JobStore`] trait: SQLite keeps its
 //! in-memory queue, and the server reaches these through
 //! [`crate::JobStore::postgres`].
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use strictpy_types::{JobStatus, Outcome};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
+use super::live::{LIVE_CHANNEL, LiveNotice, WATCH_CHANNEL, Watch, decode_live, decode_watch};
 use super::{PostgresStore, execute, query_jobs};
 use crate::rows::{COLUMNS, parse_id, seal_json};
-use crate::{JobRecord, StoreError};
+use crate::{JobRecord, Keyring, StoreError};
 
 /// The key of the advisory lock lease reaping runs under ("strictpr"), so
 /// one node at a time ends the jobs of dead nodes.
@@ -114,6 +116,11 @@ pub enum Notice {
     Final(Uuid),
     /// Someone asked for running job `0` to be cancelled.
     Cancel(Uuid),
+    /// A node streams these jobs and asks whoever runs them for their live
+    /// output.
+    Watch(Watch),
+    /// Live output of a job some node runs and another watches.
+    Live(LiveNotice),
     /// The connection was (re)established: notices may have been missed
     /// while it was down, so whoever waits should look again.
     Connected,
@@ -380,17 +387,18 @@ impl PostgresStore {
     }
 
     /// Starts a task that holds one connection of its own (outside the
-    /// pool) in `LISTEN` on the three channels, forwarding what it hears,
+    /// pool) in `LISTEN` on the five channels, forwarding what it hears,
     /// and reconnects (every `retry`) when the connection is lost. It sends
     /// [`Notice::Connected`] after each (re)connection and stops once the
     /// receiver is dropped.
     pub fn listen(&self, retry: Duration) -> mpsc::UnboundedReceiver<Notice> {
         let (tx, rx) = mpsc::unbounded_channel();
         let config = self.config.clone();
+        let keys = self.keys.clone();
         tokio::spawn(async move {
             let mut warned = false;
             while !tx.is_closed() {
-                match listen_once(&config, &tx).await {
+                match listen_once(&config, &keys, &tx).await {
                     Ok(()) => warned = false,
                     Err(e) if !warned => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
@@ -408,10 +416,12 @@ impl PostgresStore {
 /// One `LISTEN` connection, until it closes or the receiver goes away.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    keys: &Arc<Keyring>,
     tx: &mpsc::UnboundedSender<Notice>,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let forward = tx.clone();
+    let keys = keys.clone();
     // The connection must be polled for the LISTEN to complete, so the
     // driver runs before the statement is sent.
     let driver = tokio::spawn(async move {
@@ -422,6 +432,8 @@ async fn listen_once(
                         QUEUED_CHANNEL => Some(Notice::Queued),
                         FINAL_CHANNEL => Uuid::parse_str(n.payload()).ok().map(Notice::Final),
                         CANCEL_CHANNEL => Uuid::parse_str(n.payload()).ok().map(Notice::Cancel),
+                        WATCH_CHANNEL => decode_watch(n.payload()).map(Notice::Watch),
+                        LIVE_CHANNEL => decode_live(&keys, n.payload()).map(Notice::Live),
                         _ => None,
                     };
                     if let Some(notice) = notice
@@ -438,7 +450,8 @@ async fn listen_once(
     });
     client
         .batch_execute(&format!(
-            "LISTEN {QUEUED_CHANNEL}; LISTEN {FINAL_CHANNEL}; LISTEN {CANCEL_CHANNEL}"
+            "LISTEN {QUEUED_CHANNEL}; LISTEN {FINAL_CHANNEL}; LISTEN {CANCEL_CHANNEL}; \
+             LISTEN {WATCH_CHANNEL}; LISTEN {LIVE_CHANNEL}"
         ))
         .await?;
     if tx.send(Notice::Connected).is_err() {
