@@ -8,6 +8,7 @@
 //! from the interpreter's own `time.perf_counter()`.
 
 mod external;
+mod functions;
 mod snippets;
 mod stats;
 mod table;
@@ -92,6 +93,8 @@ pub enum Section {
     Check,
     /// The import tax: a job that only imports each allowable module.
     Imports,
+    /// A stored function's invocation against the same source as a job.
+    Functions,
 }
 
 /// How many of everything, resolved from the flags.
@@ -348,6 +351,8 @@ pub struct Report {
     pub check: Vec<CheckRow>,
     /// The import tax of each allowable module.
     pub imports: Vec<ImportRow>,
+    /// Stored-function invocations against the same source as jobs.
+    pub functions: Vec<functions::FunctionRow>,
     /// The issue-3 targets.
     pub targets: Vec<Target>,
 }
@@ -411,6 +416,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         suite: Vec::new(),
         check: Vec::new(),
         imports: Vec::new(),
+        functions: Vec::new(),
         targets: Vec::new(),
     };
 
@@ -512,6 +518,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         report.imports = import_tax(&sandbox, plan.repeat, &progress)?;
     }
 
+    if !skip(Section::Functions) {
+        progress.set_message("stored functions: invocation vs job");
+        report.functions = functions::rows(&sandbox, plan.repeat.max(5), &progress)?;
+    }
+
     progress.finish_and_clear();
     report.machine.load_end = load_average();
     report.targets = targets(&report);
@@ -562,6 +573,9 @@ fn total_steps(plan: &Plan, skip: &dyn Fn(Section) -> bool, interpreters: usize)
     }
     if !skip(Section::Imports) {
         n += (Policy::default().allowable_modules.len() + 1) * plan.repeat;
+    }
+    if !skip(Section::Functions) {
+        n += functions::programs().len() * plan.repeat.max(5) * 2;
     }
     n as u64
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod load;
+mod function;
 mod serve;
 mod soak;
 mod submit;

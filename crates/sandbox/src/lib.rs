@@ -11,6 +11,7 @@
 
 mod cache;
 pub mod live;
+mod compiled;
 mod output;
 mod snapshot;
 mod verdict;
@@ -34,6 +35,7 @@ use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
 pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
+pub use compiled::{CompileError, checksum};
 use output::CappedOutput;
 
 /// How often the epoch ticker advances the engine's epoch. Each tick lets every
@@ -164,6 +166,14 @@ pub struct Job {
     /// Where to forward stdout and stderr as the program writes them (see
     /// [`live`]); the capture in the [`Outcome`] is the same either way.
     pub live: Option<LiveTap>,
+    /// `code` as [`Sandbox::compile`] compiled it, on a sandbox with the same
+    /// [`Sandbox::code_key`]: the guest runs it instead of compiling `code`.
+    /// The caller vouches that it belongs to `code` (a stored function
+    /// checks its checksum and key); bytes the guest cannot decode are
+    /// ignored and `code` is compiled as usual.
+    pub compiled: Option<Vec<u8>>,
+    /// Only compile `code` (see [`Sandbox::compile`]).
+    pub compile_only: bool,
 }
 
 /// Cancels a running (or not yet started) job from another thread.
@@ -374,6 +384,8 @@ pub struct Sandbox {
     snapshot: bool,
     /// How the module was obtained.
     loaded_from: LoadedFrom,
+    /// What compiled code objects depend on: see [`Sandbox::code_key`].
+    code_key: String,
     /// Keeps the epoch advancing while the sandbox lives.
     _ticker: Ticker,
 }
@@ -469,12 +481,18 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let code_key =
+            compiled::code_key(&config.guest).map_err(|source| SandboxError::ReadGuest {
+                path: config.guest.clone(),
+                source,
+            })?;
         Ok(Self {
             engine,
             pre,
             fuel_metering: config.fuel_metering,
             snapshot: config.snapshot,
             loaded_from,
+            code_key,
             _ticker: ticker,
         })
     }
