@@ -3,8 +3,8 @@
 
 mod bench;
 mod cli;
-mod load;
 mod function;
+mod load;
 mod serve;
 mod soak;
 mod submit;

@@ -10,8 +10,8 @@
 //! can pass from one job to the next.
 
 mod cache;
-pub mod live;
 mod compiled;
+pub mod live;
 mod output;
 mod snapshot;
 mod verdict;
@@ -34,8 +34,8 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
-pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
 pub use compiled::{CompileError, checksum};
+pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
 use output::CappedOutput;
 
 /// How often the epoch ticker advances the engine's epoch. Each tick lets every

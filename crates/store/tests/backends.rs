@@ -888,6 +888,8 @@ async fn stored_rows_that_do_not_decode_are_corrupt(fx: Fixture) {
     .await;
     let message = corrupt(store.get(job.id).await, "job of unknown status");
     assert!(message.contains("zombie"), "{message}");
+}
+
 fn new_function(tenant: &str, name: &str, code: &str) -> NewFunction {
     NewFunction {
         tenant: tenant.into(),
@@ -1148,6 +1150,23 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
     .await;
     let moved = store.function("t1".into(), "other".into(), None).await;
     assert!(matches!(moved, Err(StoreError::Crypto(_))), "{moved:?}");
+    // A plain column that does not decode is `Corrupt`, as for every record
+    // (one decoder for both backends, `rows.rs`'s `Columns`).
+    fx.raw(
+        "UPDATE functions SET limits = ?1 WHERE name = ?2",
+        &["not json", "fmt"],
+    )
+    .await;
+    let bad = store.function("t1".into(), "fmt".into(), None).await;
+    assert!(matches!(bad, Err(StoreError::Corrupt(_))), "{bad:?}");
+    let listed = store
+        .list_functions(FunctionQuery {
+            tenant: "t1".into(),
+            after: None,
+            limit: 10,
+        })
+        .await;
+    assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
 }
 
 async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {

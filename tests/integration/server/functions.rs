@@ -659,7 +659,12 @@ async fn an_invocation_is_queued_refused_and_streamed_like_a_job() {
     let full = s
         .call("POST", "/v1/functions/talk/invoke", Some(json!({})))
         .await;
-    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE, "{}", full.text);
+    assert_eq!(
+        full.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        full.text
+    );
     assert_eq!(error_code(&full), "queue_full");
     assert!(full.headers.contains_key("retry-after"));
 
@@ -668,7 +673,10 @@ async fn an_invocation_is_queued_refused_and_streamed_like_a_job() {
     assert_eq!(cancelled.json["status"], "cancelled", "{}", cancelled.text);
     let events = events_of(&s, &id).await;
     assert!(events.contains("event: stdout"), "{events}");
-    assert!(events.contains("first") && events.contains("second 4"), "{events}");
+    assert!(
+        events.contains("first") && events.contains("second 4"),
+        "{events}"
+    );
     assert!(events.contains("event: final"), "{events}");
     let done = s.until_final(&id).await;
     assert_eq!(done["result"], 4);

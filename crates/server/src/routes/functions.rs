@@ -29,8 +29,7 @@ use crate::{
     error::{ApiError, ErrorBody},
     http::{parse_body, rfc3339},
     intake::{
-        Prepared, RunOptions, answer, check_callback, check_options, limit_error, submit,
-        too_large,
+        Prepared, RunOptions, answer, check_callback, check_options, limit_error, submit, too_large,
     },
     now_ms,
     policy::{allowlist, static_check},
