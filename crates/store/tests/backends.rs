@@ -924,13 +924,13 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     assert_eq!(
         s.put_function(first.clone(), FunctionWrite::Register)
             .await
-            .unwrap(),
+            .expect("store"),
         FunctionPut::Exists
     );
     assert_eq!(
         s.put_function(new_function("t1", "nope", "x"), FunctionWrite::Update)
             .await
-            .unwrap(),
+            .expect("store"),
         FunctionPut::Missing
     );
     // The same name in another tenant is another function.
@@ -962,8 +962,8 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     let newest = s
         .function("t1".into(), "price".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!((newest.version, newest.code.as_str()), (2, "result = 2"));
     assert_eq!(newest.description.as_deref(), Some("price of t1"));
     assert_eq!(newest.allow, vec!["decimal".to_owned()]);
@@ -973,25 +973,25 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     let v1 = s
         .function("t1".into(), "price".into(), Some(1))
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!(v1.code, "result = 1");
     assert!(
         s.function("t1".into(), "price".into(), Some(3))
             .await
-            .unwrap()
+            .expect("store")
             .is_none()
     );
     assert!(
         s.function("t3".into(), "price".into(), None)
             .await
-            .unwrap()
+            .expect("store")
             .is_none()
     );
     assert_eq!(
         s.function_versions("t1".into(), "price".into())
             .await
-            .unwrap(),
+            .expect("store"),
         [1, 2]
     );
 
@@ -1001,12 +1001,15 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
         after: after.map(str::to_owned),
         limit,
     };
-    let all = s.list_functions(page(None, 10)).await.unwrap();
+    let all = s.list_functions(page(None, 10)).await.expect("store");
     let seen: Vec<_> = all.iter().map(|f| (f.name.as_str(), f.version)).collect();
     assert_eq!(seen, [("alpha", 1), ("price", 2)]);
-    let first_page = s.list_functions(page(None, 1)).await.unwrap();
+    let first_page = s.list_functions(page(None, 1)).await.expect("store");
     assert_eq!(first_page[0].name, "alpha");
-    let second = s.list_functions(page(Some("alpha"), 1)).await.unwrap();
+    let second = s
+        .list_functions(page(Some("alpha"), 1))
+        .await
+        .expect("store");
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].name, "price");
 
@@ -1015,49 +1018,49 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     assert_eq!(
         s.delete_function("t1".into(), "price".into(), Some(2), 9)
             .await
-            .unwrap(),
+            .expect("store"),
         1
     );
     let now = s
         .function("t1".into(), "price".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!(now.version, 1);
     assert_eq!(
         s.delete_function("t1".into(), "price".into(), None, 9)
             .await
-            .unwrap(),
+            .expect("store"),
         1
     );
     assert_eq!(
         s.delete_function("t1".into(), "price".into(), None, 9)
             .await
-            .unwrap(),
+            .expect("store"),
         0
     );
     assert!(
         s.function("t1".into(), "price".into(), None)
             .await
-            .unwrap()
+            .expect("store")
             .is_none()
     );
     assert!(
         s.function("t1".into(), "price".into(), Some(1))
             .await
-            .unwrap()
+            .expect("store")
             .is_none()
     );
     assert!(
         s.function_versions("t1".into(), "price".into())
             .await
-            .unwrap()
+            .expect("store")
             .is_empty()
     );
     assert_eq!(
         s.put_function(new_function("t1", "price", "x"), FunctionWrite::Update)
             .await
-            .unwrap(),
+            .expect("store"),
         FunctionPut::Missing
     );
     assert_eq!(
@@ -1073,8 +1076,8 @@ async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
     let other = s
         .function("t2".into(), "price".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!((other.version, other.code.as_str()), (1, "result = 9"));
 }
 
@@ -1091,8 +1094,8 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
     let back = store
         .function("t1".into(), "fmt".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!(back.compiled, f.compiled);
     let replaced = CompiledForm {
         key: "guest-bb".into(),
@@ -1102,12 +1105,12 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
     store
         .set_compiled("t1".into(), "fmt".into(), 1, replaced.clone())
         .await
-        .unwrap();
+        .expect("store");
     let back = store
         .function("t1".into(), "fmt".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!(back.compiled, Some(replaced));
     drop(store);
     let at_rest = fx.bytes_at_rest().await;
@@ -1132,8 +1135,8 @@ async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
     let back = store
         .function("t1".into(), "fmt".into(), None)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("read")
+        .expect("found");
     assert_eq!(back.compiled, None);
     assert!(back.code.contains(marker));
     // A source moved into another row does not open.
@@ -1192,14 +1195,14 @@ async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {
     .await;
     s.delete_function("gone".into(), "b".into(), None, 5)
         .await
-        .unwrap();
+        .expect("store");
     put(
         s,
         new_function("stays", "a", "result = 4"),
         FunctionWrite::Register,
     )
     .await;
-    let exported = s.tenant_functions("gone".into()).await.unwrap();
+    let exported = s.tenant_functions("gone".into()).await.expect("store");
     let seen: Vec<_> = exported
         .iter()
         .map(|f| (f.name.as_str(), f.version, f.deleted_at.is_some()))
@@ -1208,14 +1211,25 @@ async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {
     let erased = s
         .erase_tenant("gone".into(), "erased-1".into(), 9)
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(erased.functions, 3);
-    assert!(s.tenant_functions("gone".into()).await.unwrap().is_empty());
+    assert!(
+        s.tenant_functions("gone".into())
+            .await
+            .expect("store")
+            .is_empty()
+    );
     assert!(
         s.tenant_functions("erased-1".into())
             .await
-            .unwrap()
+            .expect("store")
             .is_empty()
     );
-    assert_eq!(s.tenant_functions("stays".into()).await.unwrap().len(), 1);
+    assert_eq!(
+        s.tenant_functions("stays".into())
+            .await
+            .expect("store")
+            .len(),
+        1
+    );
 }

@@ -68,6 +68,7 @@ fn job(token_id: &str, key: Option<&str>) -> NewJob {
             allowlist: Default::default(),
             limits: Limits::default(),
             seed: None,
+            function: None,
         },
         callback_url: Some("https://example.test/hook".into()),
     }

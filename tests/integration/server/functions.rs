@@ -74,7 +74,7 @@ async fn functions_have_versions_and_invocations_are_ordinary_jobs(backend: Back
     assert_eq!(created.json["description"], "doubles");
     assert_eq!(created.json["limits"]["timeout_ms"], 2000);
     assert_eq!(
-        created.headers["location"].to_str().unwrap(),
+        created.headers["location"].to_str().expect("text"),
         "/v1/functions/price/versions/1"
     );
 
@@ -178,7 +178,7 @@ async fn functions_have_versions_and_invocations_are_ordinary_jobs(backend: Back
     assert_eq!(run.json["result"], json!({"total": 15}));
     assert_eq!(run.json["function"], json!({"name": "price", "version": 2}));
     assert_eq!(run.json["limits"]["timeout_ms"], 2000);
-    let id = run.json["id"].as_str().unwrap().to_owned();
+    let id = run.json["id"].as_str().expect("a string").to_owned();
     let job = s.call_as(&t, "GET", &format!("/v1/jobs/{id}"), None).await;
     assert_eq!(job.json["function"]["version"], 2);
     let listed = s.call_as(&t, "GET", "/v1/jobs", None).await;
@@ -217,7 +217,7 @@ async fn functions_have_versions_and_invocations_are_ordinary_jobs(backend: Back
     let b = invoke(&s, &t, "price", body).await;
     assert_eq!(a.json["id"], b.json["id"]);
     assert_eq!(b.headers["idempotent-replayed"], "true");
-    let queued = format!("/v1/jobs/{}", a.json["id"].as_str().unwrap());
+    let queued = format!("/v1/jobs/{}", a.json["id"].as_str().expect("a string"));
     let mut done = Value::Null;
     for _ in 0..500 {
         done = s.call_as(&t, "GET", &queued, None).await.json;
@@ -588,7 +588,12 @@ async fn functions_are_sealed_exported_and_erased_with_the_tenant(backend: Backe
             (json!("b"), json!(1), true)
         ]
     );
-    assert!(functions[0]["code"].as_str().unwrap().contains(marker));
+    assert!(
+        functions[0]["code"]
+            .as_str()
+            .expect("a string")
+            .contains(marker)
+    );
     let erased = s.call("DELETE", "/v1/tenants/gone", None).await;
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
     assert_eq!(erased.json["functions_deleted"], 3);
