@@ -678,7 +678,14 @@ pub async fn invoke_function(
 ) -> Result<Response, ApiError> {
     who.require(&state, Scope::FunctionsInvoke)?;
     let name = name_path(path)?;
-    let req: InvokeRequest = parse_body(body)?;
+    // Every field is optional, and serde would also take a JSON array as
+    // the struct's fields in order: only an object is an invocation.
+    let raw: Value = parse_body(body)?;
+    if !raw.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    let req: InvokeRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid invocation: {e}")))?;
     let f = state
         .store
         .function(who.tenant.clone(), name.clone(), req.version)
