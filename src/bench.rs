@@ -10,6 +10,7 @@
 //! from the interpreter's own `time.perf_counter()`.
 
 mod external;
+mod functions;
 mod http;
 mod monty;
 mod snippets;
@@ -101,6 +102,8 @@ pub enum Section {
     Check,
     /// The import tax: a job that only imports each allowable module.
     Imports,
+    /// A stored function's invocation against the same source as a job.
+    Functions,
     /// pydantic-monty's fresh-session hello and snippets (when importable).
     Monty,
     /// The hello job through a real `strictpy serve` child.
@@ -387,6 +390,8 @@ pub struct Report {
     pub http: Option<http::Http>,
     /// The import tax of each allowable module.
     pub imports: Vec<ImportRow>,
+    /// Stored-function invocations against the same source as jobs.
+    pub functions: Vec<functions::FunctionRow>,
     /// The issue-3 targets.
     pub targets: Vec<Target>,
     /// Issue 12's targets, each a ratio inside this run.
@@ -459,6 +464,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         monty: None,
         http: None,
         imports: Vec::new(),
+        functions: Vec::new(),
         targets: Vec::new(),
         ratios: Vec::new(),
     };
@@ -575,6 +581,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         report.imports = import_tax(&sandbox, plan.repeat, &progress)?;
     }
 
+    if !skip(Section::Functions) {
+        progress.set_message("stored functions: invocation vs job");
+        report.functions = functions::rows(&sandbox, plan.repeat.max(5), &progress)?;
+    }
+
     // Last, with the in-process sandboxes gone, so the server has the
     // machine to itself (and once its signal handler is installed, Ctrl-C
     // ends the section rather than the process).
@@ -659,6 +670,9 @@ fn total_steps(plan: &Plan, skip: &dyn Fn(Section) -> bool, interpreters: usize)
     }
     // pydantic-monty (when importable) and the HTTP section: one step each.
     n += usize::from(!skip(Section::Monty)) + usize::from(!skip(Section::Http));
+    if !skip(Section::Functions) {
+        n += functions::programs().len() * plan.repeat.max(5) * 2;
+    }
     n as u64
 }
 

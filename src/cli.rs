@@ -51,6 +51,9 @@ enum Command {
     /// Send a file to a running strictpy server (token from
     /// `$STRICTPY_TOKEN`) and print the verdict as `run` does.
     Submit(crate::submit::SubmitArgs),
+    /// Deploy and invoke stored functions on a running strictpy server
+    /// (token from `$STRICTPY_TOKEN`).
+    Function(crate::function::FunctionArgs),
     /// Soak a real `strictpy serve` it starts itself: thousands of jobs, some
     /// hostile, optionally with SIGKILLs; exits 1 on any lost job or 5xx.
     Soak(crate::soak::SoakArgs),
@@ -191,6 +194,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => crate::serve::serve(args),
         Command::Bench(args) => crate::bench::bench(args),
         Command::Submit(args) => crate::submit::submit(args),
+        Command::Function(args) => crate::function::function(args),
         Command::Token(args) => crate::token::token(args),
         Command::Soak(args) => crate::soak::soak(args),
         Command::Load(args) => crate::load::load(args),
@@ -337,7 +341,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         allowlist,
         limits,
         seed: args.job.seed,
-        live: None,
+        ..Job::default()
     };
     let (outcome, phases) = sandbox.run_with(&job, &CancelHandle::new());
     let timings = args.timings.then(|| {

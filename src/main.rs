@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod function;
 mod load;
 mod serve;
 mod soak;

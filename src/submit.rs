@@ -39,10 +39,10 @@ const URL_ENV: &str = "STRICTPY_URL";
 
 /// How long the server may hold a `"wait": true` submission (its
 /// `max_wait_ms` is 30 s by default), plus a margin.
-const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
+pub(crate) const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Timeout of an ordinary request (polling the job).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Timeout of establishing a connection (and the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,7 +207,7 @@ fn is_loopback(url: &Url) -> bool {
 
 /// What went wrong talking to the server.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The server answered an error (after any retries).
     Api {
         /// The HTTP status.
@@ -225,7 +225,7 @@ enum Failure {
 
 /// The job document of the API, as far as the verdict needs it.
 #[derive(Debug, Deserialize)]
-struct RemoteJob {
+pub(crate) struct RemoteJob {
     /// The job id.
     id: String,
     /// Where the job is in its life.
@@ -275,7 +275,7 @@ impl RemoteJob {
 }
 
 /// The HTTP side: the client, the server, the token and the retry policy.
-struct Remote {
+pub(crate) struct Remote {
     /// The HTTP client (no redirects, optional extra CA).
     http: reqwest::Client,
     /// The server's base URL.
@@ -297,7 +297,7 @@ impl Remote {
 
     /// Sends one request with the retry policy and returns a 2xx answer's
     /// status and JSON body.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -386,7 +386,7 @@ fn api_failure(status: StatusCode, bytes: &[u8]) -> Failure {
     }
 }
 
-fn describe(failure: &Failure) -> String {
+pub(crate) fn describe(failure: &Failure) -> String {
     match failure {
         Failure::Api {
             status,
@@ -495,7 +495,33 @@ fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Cli
 
 /// Runs `strictpy submit`; returns the exit code.
 pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
-    let raw_url = match args.url.clone().or_else(|| std::env::var(URL_ENV).ok()) {
+    let remote = connect(
+        args.url.clone(),
+        args.ca_cert.as_deref(),
+        args.max_attempts,
+        args.backoff_ms,
+    )?;
+    let source = read_source(&args.file)?;
+    let code = String::from_utf8(source)
+        .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", args.file))?;
+    let body = job_body(&args, code)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(run_remote(&remote, "/v1/jobs", &body, args.follow))?;
+    conclude(result, args.json, "submit")
+}
+
+/// The server to talk to: the URL (or `$STRICTPY_URL`), the token from
+/// `$STRICTPY_TOKEN`, and the retry policy.
+pub(crate) fn connect(
+    url: Option<String>,
+    ca_cert: Option<&std::path::Path>,
+    max_attempts: u32,
+    backoff_ms: u64,
+) -> anyhow::Result<Remote> {
+    let raw_url = match url.or_else(|| std::env::var(URL_ENV).ok()) {
         Some(u) if !u.trim().is_empty() => u,
         _ => bail!("no server: pass --url URL or set ${URL_ENV}"),
     };
@@ -507,52 +533,61 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
             "no token: set ${TOKEN_ENV} (it is never taken as a flag, so it stays out of `ps` and shell history)"
         );
     }
-    let source = read_source(&args.file)?;
-    let code = String::from_utf8(source)
-        .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", args.file))?;
-    let body = job_body(&args, code)?;
-    let remote = Remote {
-        http: http_client(args.ca_cert.as_deref())?,
+    Ok(Remote {
+        http: http_client(ca_cert)?,
         base,
         token,
         retry: RetryPolicy {
-            max_attempts: args.max_attempts,
-            base: Duration::from_millis(args.backoff_ms),
+            max_attempts,
+            base: Duration::from_millis(backoff_ms),
             max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
         },
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let result = runtime.block_on(run_remote(&remote, &body, args.follow))?;
+    })
+}
+
+/// Prints a finished job as `strictpy run` does (or the server's refusal)
+/// and returns the exit code. What a followed stream printed already
+/// (`Printed`) is not printed again.
+pub(crate) fn conclude(
+    result: Result<(RemoteJob, follow::Printed), Failure>,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<u8> {
     match result {
         Ok((job, printed)) => {
             let mut outcome = job.outcome();
-            // What the stream printed already is not printed again.
             outcome.stdout = tail(&outcome.stdout, printed.stdout);
             outcome.stderr = tail(&outcome.stderr, printed.stderr);
-            report(&outcome, args.json, None)?;
+            report(&outcome, json, None)?;
             Ok(match outcome.status {
                 Status::Succeeded => EXIT_OK,
                 Status::Failed => EXIT_FAILED,
                 Status::Rejected => EXIT_REJECTED,
             })
         }
-        Err(Failure::Api {
+        Err(failure) => refused(failure, json, what),
+    }
+}
+
+/// Reports an error answer to `what` ("submit"): a policy violation as `run` reports a rejected
+/// program (exit 2), other client errors as bad usage (64), the rest as an
+/// unavailable server (69).
+pub(crate) fn refused(failure: Failure, json: bool, what: &str) -> anyhow::Result<u8> {
+    match failure {
+        Failure::Api {
             status,
             code,
             details,
             ..
-        }) if status == StatusCode::UNPROCESSABLE_ENTITY && code == "policy_violation" => {
+        } if status == StatusCode::UNPROCESSABLE_ENTITY && code == "policy_violation" => {
             let violations: Vec<Violation> = serde_json::from_value(details["violations"].clone())
                 .context("the server's policy_violation has no readable violations")?;
-            report(&Outcome::rejected(violations), args.json, None)?;
+            report(&Outcome::rejected(violations), json, None)?;
             Ok(EXIT_REJECTED)
         }
-        Err(failure) => {
-            eprintln!("strictpy: submit failed: {}", describe(&failure));
+        failure => {
+            eprintln!("strictpy: {what} failed: {}", describe(&failure));
             Ok(match failure {
                 // The request itself was wrong (limits, allow, context) or
                 // not allowed (token, scope): like bad usage of `run`.
@@ -572,10 +607,12 @@ fn tail(text: &str, from: usize) -> String {
     text[at..].to_owned()
 }
 
-/// Submits with `wait`, then polls until the job is final; with `follow`,
-/// submits without waiting and reads the job's event stream instead.
-async fn run_remote(
+/// Creates a job by POSTing `body` (with `wait`) to `path`, then polls
+/// until the job is final; with `follow`, creates it without waiting and
+/// reads the job's event stream instead.
+pub(crate) async fn run_remote(
     remote: &Remote,
+    path: &str,
     body: &Value,
     follow: bool,
 ) -> anyhow::Result<Result<(RemoteJob, follow::Printed), Failure>> {
@@ -587,7 +624,7 @@ async fn run_remote(
     let answer = remote
         .send(
             reqwest::Method::POST,
-            "/v1/jobs",
+            path,
             Some(body),
             WAIT_REQUEST_TIMEOUT,
         )

@@ -61,7 +61,8 @@ struct CreateArgs {
     /// The tenant the token acts for.
     #[arg(long)]
     tenant: String,
-    /// A scope (repeatable): jobs:write, jobs:read, check, admin.
+    /// A scope (repeatable): jobs:write, jobs:read, check, functions:write,
+    /// functions:invoke, admin.
     #[arg(long = "scope", required = true, value_name = "SCOPE")]
     scopes: Vec<String>,
     /// A name for people.

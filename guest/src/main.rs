@@ -6,6 +6,7 @@
 //! `strictpy.verdict`, a channel user code has no way to reach. `README.md` in
 //! this folder is the contract with the host.
 
+mod compiled;
 mod policy;
 mod preload;
 mod report;
@@ -287,7 +288,11 @@ fn main() {
                     if let Err(exc) = reseed_random_module(vm) {
                         return report::from_exception(vm, &exc, 0, "");
                     }
-                    let report = run_job(vm, &input);
+                    let report = if input.compile_only {
+                        compiled::compile_only(vm, &input)
+                    } else {
+                        run_job(vm, &input)
+                    };
                     flush_stdio(vm);
                     report
                 }),
@@ -325,7 +330,16 @@ fn run_job(vm: &VirtualMachine, input: &Input) -> Report {
     // Python accepts a UTF-8 BOM at the start of a file; RustPython's compiler
     // does not, so drop it here.
     let source = input.code.strip_prefix('\u{feff}').unwrap_or(&input.code);
-    let code = match vm.compile(source, Mode::Exec, MAIN_FILENAME.to_owned()) {
+    // A function's invocation brings the code object compiled at
+    // registration; without one (or with one that does not decode), compile.
+    let precompiled = input
+        .compiled
+        .as_deref()
+        .and_then(|c| compiled::load(vm, c));
+    let code = match precompiled.map_or_else(
+        || vm.compile(source, Mode::Exec, MAIN_FILENAME.to_owned()),
+        Ok,
+    ) {
         Ok(code) => code,
         Err(err) => {
             let exc = err.into_pyexception(vm, Some(source));

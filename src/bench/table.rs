@@ -258,6 +258,31 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    if !r.functions.is_empty() {
+        let _ = writeln!(
+            out,
+            "Stored functions (ms p50)                {:>9} {:>9} {:>8} {:>12} {:>12} {:>9}",
+            "job", "invoke", "ratio", "job fuel", "invoke fuel", "bytes"
+        );
+        for f in &r.functions {
+            let _ = writeln!(
+                out,
+                "  {:<38} {:>9.3} {:>9.3} {:>7.2}x {:>12} {:>12} {:>9}",
+                f.name,
+                f.job_ms,
+                f.invoke_ms,
+                f.speedup,
+                f.job_fuel,
+                f.invoke_fuel,
+                f.compiled_bytes
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  job = static check + run from source; invoke = run from the compiled form\n"
+        );
+    }
+
     let _ = writeln!(out, "Issue-3 targets");
     for t in &r.targets {
         let _ = writeln!(

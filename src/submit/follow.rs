@@ -14,7 +14,7 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What was printed live, so the final report prints only the rest.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Printed {
+pub(crate) struct Printed {
     /// Bytes of stdout accounted for (printed, or announced as a gap).
     pub stdout: usize,
     /// Bytes of stderr accounted for.

@@ -311,6 +311,16 @@ fn quick_json_has_every_section() {
         assert!(row["tax_fuel"].as_u64().unwrap() < 1_000_000, "{row}");
     }
 
+    // Stored functions: the invocation runs the same program with less fuel
+    // (no parse, no compile) and prints the same thing (the harness checks).
+    let functions = doc["functions"].as_array().unwrap();
+    assert_eq!(functions.len(), 2);
+    for row in functions {
+        let (job, invoke) = (row["job_fuel"].as_u64(), row["invoke_fuel"].as_u64());
+        assert!(invoke.unwrap() < job.unwrap(), "{row}");
+        assert!(row["compiled_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+
     let targets = doc["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 7);
     // Issue 12's ratios: all six listed; those of this run's rows measured.
@@ -333,7 +343,10 @@ fn quick_json_has_every_section() {
 
 #[test]
 fn table_output_lists_the_targets() {
-    let out = bench(&["--skip", "latency,spawn,throughput,fuel,rss,suite,imports"]);
+    let out = bench(&[
+        "--skip",
+        "latency,spawn,throughput,fuel,rss,suite,imports,functions",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -210,3 +210,116 @@ fn stdin_file_and_seed_flags() {
     assert_eq!(a["result"], b["result"]);
     assert_eq!(a["usage"]["fuel_consumed"], b["usage"]["fuel_consumed"]);
 }
+
+/// `strictpy function ARGS` against a server, with `token` in
+/// `STRICTPY_TOKEN` and `stdin` on stdin.
+fn function(args: &[&str], stdin: &str, token: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strictpy"))
+        .arg("function")
+        .args(args)
+        .env_remove("STRICTPY_URL")
+        .env("STRICTPY_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strictpy function");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn function_deploy_and_invoke_print_like_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::server::process::Process::start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("admin-token"))
+        .expect("admin token")
+        .trim()
+        .to_owned();
+    let url = server.base.as_str();
+    let code = "print('hello', who)\nresult = {'twice': n * 2}";
+    let deployed = function(
+        &["deploy", "-", "--name", "greet", "--url", url],
+        code,
+        &token,
+    );
+    assert_eq!(deployed.status.code(), Some(0), "{}", stderr(&deployed));
+    assert!(
+        stderr(&deployed).contains("deployed greet version 1 (compiled)"),
+        "{}",
+        stderr(&deployed)
+    );
+    // Deploying the same name again stores the next version.
+    let again = function(
+        &["deploy", "-", "--name", "greet", "--url", url, "--json"],
+        &format!("{code}\nprint('v2')"),
+        &token,
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let doc: Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(doc["version"], 2);
+
+    let ran = function(
+        &[
+            "invoke",
+            "greet",
+            "--url",
+            url,
+            "--context",
+            r#"{"who": "ada", "n": 21}"#,
+        ],
+        "",
+        &token,
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello ada\nv2\n");
+    assert!(
+        stderr(&ran).contains("strictpy: result = {\"twice\":42}"),
+        "{}",
+        stderr(&ran)
+    );
+    let v1 = function(
+        &[
+            "invoke",
+            "greet",
+            "--version",
+            "1",
+            "--url",
+            url,
+            "--json",
+            "--context",
+            r#"{"who": "bob", "n": 1}"#,
+        ],
+        "",
+        &token,
+    );
+    let outcome = json_outcome(&v1);
+    assert_eq!(outcome["stdout"], "hello bob\n");
+    assert_eq!(outcome["result"]["twice"], 2);
+
+    // A failing program exits 1; a missing function is bad usage (64); a
+    // policy violation at deploy is a rejection (2).
+    let failing = function(
+        &["invoke", "greet", "--url", url, "--context", r#"{"n": 1}"#],
+        "",
+        &token,
+    );
+    assert_eq!(failing.status.code(), Some(1), "{}", stderr(&failing));
+    let missing = function(&["invoke", "nope", "--url", url], "", &token);
+    assert_eq!(missing.status.code(), Some(64), "{}", stderr(&missing));
+    let rejected = function(
+        &["deploy", "-", "--name", "evil", "--url", url],
+        "import socket",
+        &token,
+    );
+    assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -53,6 +53,50 @@ pub struct Input {
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceback_limit: Option<usize>,
+    /// `code` already compiled by a guest of the same build: the marshalled
+    /// code object, in lower-case hex ([`hex_encode`]). The guest runs it
+    /// instead of compiling `code` (which it still needs for nothing but
+    /// its own fallback); one it cannot decode is ignored and `code` is
+    /// compiled as usual, so a bad form never changes a result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<String>,
+    /// Compile `code` and stop: nothing runs, and an `ok` verdict's `result`
+    /// is the JSON string of the marshalled code object in hex, which a later
+    /// input may carry as `compiled`. A compile error is the same verdict as
+    /// when running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compile_only: bool,
+}
+
+/// `bytes` in lower-case hex: how a compiled code object travels inside the
+/// JSON documents (no dependency on a base64 crate on either side).
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// The bytes of a [`hex_encode`]d string; `None` if it is not one.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 impl Input {
@@ -206,6 +250,37 @@ pub fn clip_traceback(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = hex_encode(&bytes);
+        assert_eq!(text.len(), 512);
+        assert_eq!(hex_decode(&text), Some(bytes));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+        assert_eq!(hex_decode("AB"), None);
+        assert_eq!(hex_decode(""), Some(Vec::new()));
+    }
+
+    #[test]
+    fn compile_fields_are_absent_unless_set() {
+        let input = Input {
+            code: "x = 1".to_owned(),
+            context: None,
+            allow: Vec::new(),
+            traceback_limit: None,
+            compiled: None,
+            compile_only: false,
+        };
+        let text = serde_json::to_string(&input).unwrap();
+        assert_eq!(text, r#"{"code":"x = 1","allow":[]}"#);
+        let back: Input =
+            serde_json::from_str(r#"{"code":"x","allow":[],"compile_only":true,"compiled":"00"}"#)
+                .unwrap();
+        assert!(back.compile_only);
+        assert_eq!(back.compiled.as_deref(), Some("00"));
+    }
 
     #[test]
     fn reports_round_trip_in_the_documented_shape() {

@@ -37,7 +37,7 @@ pub enum LoadedFrom {
     Compiled,
 }
 
-fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     h.update_mmap(path)?;
     Ok(h.finalize())

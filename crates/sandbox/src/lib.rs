@@ -10,6 +10,7 @@
 //! can pass from one job to the next.
 
 mod cache;
+mod compiled;
 pub mod live;
 mod output;
 mod resident;
@@ -34,6 +35,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
+pub use compiled::{CompileError, checksum};
 pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
 use output::CappedOutput;
 
@@ -170,6 +172,14 @@ pub struct Job {
     /// Where to forward stdout and stderr as the program writes them (see
     /// [`live`]); the capture in the [`Outcome`] is the same either way.
     pub live: Option<LiveTap>,
+    /// `code` as [`Sandbox::compile`] compiled it, on a sandbox with the same
+    /// [`Sandbox::code_key`]: the guest runs it instead of compiling `code`.
+    /// The caller vouches that it belongs to `code` (a stored function
+    /// checks its checksum and key); bytes the guest cannot decode are
+    /// ignored and `code` is compiled as usual.
+    pub compiled: Option<Vec<u8>>,
+    /// Only compile `code` (see [`Sandbox::compile`]).
+    pub compile_only: bool,
 }
 
 /// Cancels a running (or not yet started) job from another thread.
@@ -382,6 +392,8 @@ pub struct Sandbox {
     loaded_from: LoadedFrom,
     /// Keeps pooled slots' working sets resident between jobs.
     groomer: resident::Groomer,
+    /// What compiled code objects depend on: see [`Sandbox::code_key`].
+    code_key: String,
     /// Keeps the epoch advancing while the sandbox lives.
     _ticker: Ticker,
 }
@@ -477,6 +489,11 @@ impl Sandbox {
             .map_err(|e| SandboxError::Link(e.to_string()))?;
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let code_key =
+            compiled::code_key(&config.guest).map_err(|source| SandboxError::ReadGuest {
+                path: config.guest.clone(),
+                source,
+            })?;
         Ok(Self {
             engine,
             pre,
@@ -484,6 +501,7 @@ impl Sandbox {
             snapshot: config.snapshot,
             loaded_from,
             groomer: resident::Groomer::new(config.pool.is_some() && config.keep_working_set),
+            code_key,
             _ticker: ticker,
         })
     }

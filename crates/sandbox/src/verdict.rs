@@ -54,6 +54,8 @@ pub fn encode_input(job: &Job) -> Result<Vec<u8>, String> {
         context,
         allow: job.allowlist.iter().cloned().collect(),
         traceback_limit: None,
+        compiled: job.compiled.as_deref().map(strictpy_protocol::hex_encode),
+        compile_only: job.compile_only,
     })
     .map_err(|e| format!("cannot encode the job: {e}"))
 }

@@ -58,6 +58,12 @@ pub enum Scope {
     /// The static check.
     #[serde(rename = "check")]
     Check,
+    /// Register, update and delete stored functions (and read them).
+    #[serde(rename = "functions:write")]
+    FunctionsWrite,
+    /// Invoke stored functions (and read them).
+    #[serde(rename = "functions:invoke")]
+    FunctionsInvoke,
     /// Tokens, the audit log, tenants; implies every other scope.
     #[serde(rename = "admin")]
     Admin,
@@ -65,10 +71,12 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 6] = [
         Scope::JobsWrite,
         Scope::JobsRead,
         Scope::Check,
+        Scope::FunctionsWrite,
+        Scope::FunctionsInvoke,
         Scope::Admin,
     ];
 
@@ -78,6 +86,8 @@ impl Scope {
             Self::JobsWrite => "jobs:write",
             Self::JobsRead => "jobs:read",
             Self::Check => "check",
+            Self::FunctionsWrite => "functions:write",
+            Self::FunctionsInvoke => "functions:invoke",
             Self::Admin => "admin",
         }
     }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod compiled;
 pub mod config;
 pub mod conn;
 pub mod drain;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod estimate;
 pub mod fuzzing;
 pub mod http;
+pub mod intake;
 pub mod limits;
 pub mod live;
 pub mod metrics;
@@ -116,6 +118,9 @@ pub struct Shared {
     node_address: Mutex<String>,
     /// When this node started, Unix milliseconds.
     pub started_at: i64,
+    /// The sandbox the workers run jobs in; stored functions are compiled
+    /// in it too (on the blocking pool), so the compiled form fits it.
+    pub sandbox: Arc<Sandbox>,
     /// Jobs being run, with their cancel handles.
     running: Mutex<HashMap<Uuid, RunningJob>>,
     /// Requests waiting for a job to become final (`wait: true`, `DELETE`).
@@ -447,6 +452,7 @@ impl Server {
                     .unwrap_or_else(|| config.listen.to_string()),
             ),
             started_at: now_ms(),
+            sandbox: sandbox.clone(),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             metrics: Metrics::per_node(&config.rate_limit),

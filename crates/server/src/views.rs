@@ -59,6 +59,17 @@ pub struct JobView {
     /// recent run times and the free workers; `null` otherwise, or before
     /// any job ran when no worker is free.
     pub estimated_start_ms: Option<u64>,
+    /// The stored function this job invoked, if it is an invocation.
+    pub function: Option<FunctionCall>,
+}
+
+/// The stored function version a job ran.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// The version that ran.
+    pub version: i64,
 }
 
 impl From<&JobRecord> for JobView {
@@ -84,6 +95,10 @@ impl From<&JobRecord> for JobView {
             callback: job.callback.as_ref().map(callback_view),
             queue_position: None,
             estimated_start_ms: None,
+            function: job.spec.function.as_ref().map(|f| FunctionCall {
+                name: f.name.clone(),
+                version: f.version,
+            }),
         }
     }
 }
@@ -197,6 +212,47 @@ impl From<&JobRecord> for JobInput {
             code: job.spec.code.clone(),
             stdin: job.spec.stdin.clone(),
             context: job.spec.context.clone(),
+        }
+    }
+}
+
+/// A version of a stored function (its own answers, and a tenant export).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FunctionView {
+    /// The function's name.
+    pub name: String,
+    /// This version's number (1 for the first registration).
+    pub version: i64,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The Python source.
+    pub code: String,
+    /// The extra modules it may import.
+    pub allow: Vec<String>,
+    /// Its limits; an invocation may only tighten them.
+    pub limits: Limits,
+    /// When this version was stored (RFC 3339).
+    pub created_at: String,
+    /// When it was deleted (only ever shown in a tenant export).
+    pub deleted_at: Option<String>,
+    /// True when a compiled form is stored with it, so invocations skip
+    /// the parse and compile (false for code that only runs from source,
+    /// such as a program whose compile prints warnings).
+    pub compiled: bool,
+}
+
+impl From<&strictpy_store::FunctionRecord> for FunctionView {
+    fn from(f: &strictpy_store::FunctionRecord) -> Self {
+        Self {
+            name: f.name.clone(),
+            version: f.version,
+            description: f.description.clone(),
+            code: f.code.clone(),
+            allow: f.allow.clone(),
+            limits: f.limits,
+            created_at: rfc3339(f.created_at),
+            deleted_at: f.deleted_at.map(rfc3339),
+            compiled: f.compiled.is_some(),
         }
     }
 }

@@ -240,6 +240,11 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
             feed.push(event);
         }
     });
+    // An invocation of a stored function starts from its compiled form.
+    let compiled = spec
+        .function
+        .as_ref()
+        .and_then(|f| crate::compiled::for_job(state, sandbox, &record.tenant, f, &spec.code));
     let job = Job {
         code: spec.code.clone(),
         stdin: spec.stdin.as_bytes().to_vec(),
@@ -248,6 +253,8 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         limits: spec.limits,
         seed: spec.seed,
         live: Some(tap),
+        compiled,
+        compile_only: false,
     };
     let started = Instant::now();
     // A panic in the sandbox is a bug, but it must end this job, not the

@@ -10,6 +10,7 @@
 
 mod cluster;
 pub mod crypto;
+mod functions;
 mod location;
 mod postgres;
 mod rows;
@@ -25,6 +26,9 @@ use uuid::Uuid;
 
 pub use cluster::{JobCap, LockoutRule};
 pub use crypto::{KeyError, Keyring};
+pub use functions::{
+    CompiledForm, FunctionPut, FunctionQuery, FunctionRecord, FunctionWrite, NewFunction,
+};
 pub use location::{StoreLocation, without_password};
 pub use postgres::{
     CANCEL_CHANNEL, FINAL_CHANNEL, LIVE_CHANNEL, LiveChunk, LiveNotice, MAX_LIVE_DATA,
@@ -106,6 +110,18 @@ pub struct JobSpec {
     pub limits: Limits,
     /// The seed for every source of randomness.
     pub seed: Option<u64>,
+    /// The stored function this job invokes, if it is an invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionRef>,
+}
+
+/// The stored function version a job runs (its `code` is that version's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRef {
+    /// The function's name.
+    pub name: String,
+    /// The version invoked.
+    pub version: i64,
 }
 
 /// Where webhook delivery of a job's final state stands.
@@ -382,4 +398,42 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         let _ = (ip, at);
         Box::pin(async { Ok(None) })
     }
+    /// Stores a function's next version (1 for a new name; numbers are never
+    /// reused, even after a delete), unless `write` refuses it.
+    fn put_function(
+        &self,
+        function: NewFunction,
+        write: FunctionWrite,
+    ) -> StoreFuture<'_, FunctionPut>;
+    /// A live version of a tenant's function: `version`, or the newest.
+    fn function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+    ) -> StoreFuture<'_, Option<FunctionRecord>>;
+    /// The newest live version of each of a tenant's functions, by name.
+    fn list_functions(&self, query: FunctionQuery) -> StoreFuture<'_, Vec<FunctionRecord>>;
+    /// The numbers of a function's live versions, oldest first.
+    fn function_versions(&self, tenant: String, name: String) -> StoreFuture<'_, Vec<i64>>;
+    /// Deletes one live version, or every live version; returns how many.
+    fn delete_function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+        at: i64,
+    ) -> StoreFuture<'_, u64>;
+    /// Replaces a version's compiled form (after the guest changed, or the
+    /// stored one was found corrupt).
+    fn set_compiled(
+        &self,
+        tenant: String,
+        name: String,
+        version: i64,
+        compiled: CompiledForm,
+    ) -> StoreFuture<'_, ()>;
+    /// Every version of every function of a tenant, deleted ones included,
+    /// by name and version (for export).
+    fn tenant_functions(&self, tenant: String) -> StoreFuture<'_, Vec<FunctionRecord>>;
 }

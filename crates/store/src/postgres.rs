@@ -11,6 +11,7 @@
 
 mod cluster;
 mod duties;
+mod functions;
 mod live;
 mod security;
 
@@ -35,8 +36,9 @@ use crate::rows::{
     pending_only, queued_record, seal_json, to_json,
 };
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, Erased, JobCap, JobRecord, JobStore, ListQuery,
-    LockoutRule, NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, CompiledForm, Created, Erased, FunctionPut, FunctionQuery,
+    FunctionRecord, FunctionWrite, JobCap, JobRecord, JobStore, ListQuery, LockoutRule,
+    NewAuditEvent, NewFunction, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
 /// The key of the advisory lock migrations run under (an arbitrary constant:
@@ -105,6 +107,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // What several nodes need: delivery claims, the token and lockout
     // indexes and tables (`duties.rs`).
     (3, duties::MIGRATION),
+    (
+        4,
+        // Stored functions, as SQLite's version 3; names sort bytewise.
+        r#"CREATE TABLE functions (
+        tenant TEXT NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        allow TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        token_id TEXT,
+        created_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        compiled TEXT,
+        compiled_key TEXT,
+        compiled_checksum TEXT,
+        PRIMARY KEY (tenant, name, version)
+    );"#,
+    ),
 ];
 
 /// How to reach the database.
@@ -714,5 +735,68 @@ impl JobStore for PostgresStore {
 
     fn locked_until(&self, ip: String, at: i64) -> StoreFuture<'_, Option<i64>> {
         self.with(move |client, _| async move { duties::locked_until(&client, &ip, at).await })
+    }
+
+    fn put_function(
+        &self,
+        function: NewFunction,
+        write: FunctionWrite,
+    ) -> StoreFuture<'_, FunctionPut> {
+        self.with(move |mut client, keys| async move {
+            functions::put_function(&mut client, keys, function, write).await
+        })
+    }
+
+    fn function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+    ) -> StoreFuture<'_, Option<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::function(&client, keys, &tenant, &name, version).await
+        })
+    }
+
+    fn list_functions(&self, query: FunctionQuery) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::list_functions(&client, keys, &query).await
+        })
+    }
+
+    fn function_versions(&self, tenant: String, name: String) -> StoreFuture<'_, Vec<i64>> {
+        self.with(move |client, _| async move {
+            functions::function_versions(&client, &tenant, &name).await
+        })
+    }
+
+    fn delete_function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+        at: i64,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |client, _| async move {
+            functions::delete_function(&client, &tenant, &name, version, at).await
+        })
+    }
+
+    fn set_compiled(
+        &self,
+        tenant: String,
+        name: String,
+        version: i64,
+        compiled: CompiledForm,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |client, keys| async move {
+            functions::set_compiled(&client, keys, &tenant, &name, version, &compiled).await
+        })
+    }
+
+    fn tenant_functions(&self, tenant: String) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with(move |client, keys| async move {
+            functions::tenant_functions(&client, keys, &tenant).await
+        })
     }
 }

@@ -156,4 +156,7 @@ pub struct Erased {
     pub tokens: u64,
     /// Audit events anonymised (kept for the legal record).
     pub audit: u64,
+    /// Stored function versions deleted (every version, deleted or not).
+    #[serde(default)]
+    pub functions: u64,
 }

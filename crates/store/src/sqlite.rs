@@ -27,10 +27,12 @@ use crate::rows::{
     pending_only, queued_record, seal_json, to_json,
 };
 use crate::{
-    AuditQuery, AuditRecord, Callback, Created, Erased, JobRecord, JobStore, ListQuery,
-    NewAuditEvent, NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
+    AuditQuery, AuditRecord, Callback, CompiledForm, Created, Erased, FunctionPut, FunctionQuery,
+    FunctionRecord, FunctionWrite, JobRecord, JobStore, ListQuery, NewAuditEvent, NewFunction,
+    NewJob, Purged, Recovery, StoreError, StoreFuture, TokenRecord,
 };
 
+mod functions;
 mod security;
 
 /// The file name of the database inside the data dir.
@@ -96,6 +98,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_tenant_id ON audit (tenant, id);",
+    ),
+    (
+        3,
+        // Stored functions, one row per version (see `crate::functions`).
+        // `source` and `compiled` are sealed like a job's spec.
+        "CREATE TABLE functions (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        allow TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        token_id TEXT,
+        created_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        compiled TEXT,
+        compiled_key TEXT,
+        compiled_checksum TEXT,
+        PRIMARY KEY (tenant, name, version)
+    );",
     ),
 ];
 
@@ -709,5 +731,56 @@ impl JobStore for SqliteStore {
         at: i64,
     ) -> StoreFuture<'_, Erased> {
         self.with(move |conn| security::erase_tenant(conn, &tenant, &replacement, at))
+    }
+
+    fn put_function(
+        &self,
+        function: NewFunction,
+        write: FunctionWrite,
+    ) -> StoreFuture<'_, FunctionPut> {
+        self.with_keys(move |conn, keys| functions::put_function(conn, keys, function, write))
+    }
+
+    fn function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+    ) -> StoreFuture<'_, Option<FunctionRecord>> {
+        self.with_keys(move |conn, keys| functions::function(conn, keys, &tenant, &name, version))
+    }
+
+    fn list_functions(&self, query: FunctionQuery) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with_keys(move |conn, keys| functions::list_functions(conn, keys, &query))
+    }
+
+    fn function_versions(&self, tenant: String, name: String) -> StoreFuture<'_, Vec<i64>> {
+        self.with(move |conn| functions::function_versions(conn, &tenant, &name))
+    }
+
+    fn delete_function(
+        &self,
+        tenant: String,
+        name: String,
+        version: Option<i64>,
+        at: i64,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |conn| functions::delete_function(conn, &tenant, &name, version, at))
+    }
+
+    fn set_compiled(
+        &self,
+        tenant: String,
+        name: String,
+        version: i64,
+        compiled: CompiledForm,
+    ) -> StoreFuture<'_, ()> {
+        self.with_keys(move |conn, keys| {
+            functions::set_compiled(conn, keys, &tenant, &name, version, &compiled)
+        })
+    }
+
+    fn tenant_functions(&self, tenant: String) -> StoreFuture<'_, Vec<FunctionRecord>> {
+        self.with_keys(move |conn, keys| functions::tenant_functions(conn, keys, &tenant))
     }
 }

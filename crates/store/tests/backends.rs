@@ -8,10 +8,11 @@
 use std::{path::PathBuf, sync::Arc};
 
 use strictpy_store::{
-    AuditQuery, Callback, Created, DeliveryAttempt, DeliveryState, JobCap, JobStore, Keyring,
-    ListQuery, NewAuditEvent, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
+    AuditQuery, Callback, CompiledForm, Created, DeliveryAttempt, DeliveryState, FunctionPut,
+    FunctionQuery, FunctionWrite, JobCap, JobStore, Keyring, ListQuery, NewAuditEvent,
+    NewFunction, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits, TokenRecord,
 };
-use strictpy_types::{JobStatus, Outcome, Verdict};
+use strictpy_types::{JobStatus, Limits, Outcome, Verdict};
 use uuid::Uuid;
 
 mod common;
@@ -161,6 +162,9 @@ backends!(
     stored_rows_that_do_not_decode_are_corrupt,
     queued_ahead_counts_every_tenants_older_queued_jobs,
     unsynced_inserts_commit_and_sync,
+    functions_versions_conflicts_and_deletes,
+    function_code_is_sealed_and_compiled_forms_are_checked,
+    functions_are_exported_and_erased_with_the_tenant,
 );
 
 /// A waiting client's insert (`create_capped_unsynced`) is a commit like
@@ -899,4 +903,348 @@ async fn stored_rows_that_do_not_decode_are_corrupt(fx: Fixture) {
     .await;
     let message = corrupt(store.get(job.id).await, "job of unknown status");
     assert!(message.contains("zombie"), "{message}");
+}
+
+fn new_function(tenant: &str, name: &str, code: &str) -> NewFunction {
+    NewFunction {
+        tenant: tenant.into(),
+        name: name.into(),
+        description: Some(format!("{name} of {tenant}")),
+        code: code.into(),
+        allow: vec!["decimal".into()],
+        limits: Limits {
+            timeout_ms: 1_000,
+            ..Limits::default()
+        },
+        token_id: Some("tok".into()),
+        created_at: 7,
+        compiled: None,
+    }
+}
+
+/// Stores a version that must be stored, and returns its number.
+async fn put(store: &dyn JobStore, f: NewFunction, write: FunctionWrite) -> i64 {
+    match store.put_function(f, write).await.expect("put") {
+        FunctionPut::Stored(r) => r.version,
+        other => panic!("not stored: {other:?}"),
+    }
+}
+
+async fn functions_versions_conflicts_and_deletes(fx: Fixture) {
+    let store = fx.open().await;
+    let s = store.as_ref();
+    let first = new_function("t1", "price", "result = 1");
+    assert_eq!(put(s, first.clone(), FunctionWrite::Register).await, 1);
+    // A taken name is refused; updating an unknown one too.
+    assert_eq!(
+        s.put_function(first.clone(), FunctionWrite::Register)
+            .await
+            .expect("store"),
+        FunctionPut::Exists
+    );
+    assert_eq!(
+        s.put_function(new_function("t1", "nope", "x"), FunctionWrite::Update)
+            .await
+            .expect("store"),
+        FunctionPut::Missing
+    );
+    // The same name in another tenant is another function.
+    assert_eq!(
+        put(
+            s,
+            new_function("t2", "price", "result = 9"),
+            FunctionWrite::Register
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        put(
+            s,
+            new_function("t1", "price", "result = 2"),
+            FunctionWrite::Update
+        )
+        .await,
+        2
+    );
+    put(
+        s,
+        new_function("t1", "alpha", "result = 0"),
+        FunctionWrite::Register,
+    )
+    .await;
+
+    let newest = s
+        .function("t1".into(), "price".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!((newest.version, newest.code.as_str()), (2, "result = 2"));
+    assert_eq!(newest.description.as_deref(), Some("price of t1"));
+    assert_eq!(newest.allow, vec!["decimal".to_owned()]);
+    assert_eq!(newest.limits.timeout_ms, 1_000);
+    assert_eq!(newest.token_id.as_deref(), Some("tok"));
+    assert_eq!(newest.deleted_at, None);
+    let v1 = s
+        .function("t1".into(), "price".into(), Some(1))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(v1.code, "result = 1");
+    assert!(
+        s.function("t1".into(), "price".into(), Some(3))
+            .await
+            .expect("store")
+            .is_none()
+    );
+    assert!(
+        s.function("t3".into(), "price".into(), None)
+            .await
+            .expect("store")
+            .is_none()
+    );
+    assert_eq!(
+        s.function_versions("t1".into(), "price".into())
+            .await
+            .expect("store"),
+        [1, 2]
+    );
+
+    // The list is the newest version of each name, by name, paged.
+    let page = |after: Option<&str>, limit| FunctionQuery {
+        tenant: "t1".into(),
+        after: after.map(str::to_owned),
+        limit,
+    };
+    let all = s.list_functions(page(None, 10)).await.expect("store");
+    let seen: Vec<_> = all.iter().map(|f| (f.name.as_str(), f.version)).collect();
+    assert_eq!(seen, [("alpha", 1), ("price", 2)]);
+    let first_page = s.list_functions(page(None, 1)).await.expect("store");
+    assert_eq!(first_page[0].name, "alpha");
+    let second = s
+        .list_functions(page(Some("alpha"), 1))
+        .await
+        .expect("store");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].name, "price");
+
+    // Deleting the newest version uncovers the one before; deleting them all
+    // frees the name, and numbers are not reused.
+    assert_eq!(
+        s.delete_function("t1".into(), "price".into(), Some(2), 9)
+            .await
+            .expect("store"),
+        1
+    );
+    let now = s
+        .function("t1".into(), "price".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(now.version, 1);
+    assert_eq!(
+        s.delete_function("t1".into(), "price".into(), None, 9)
+            .await
+            .expect("store"),
+        1
+    );
+    assert_eq!(
+        s.delete_function("t1".into(), "price".into(), None, 9)
+            .await
+            .expect("store"),
+        0
+    );
+    assert!(
+        s.function("t1".into(), "price".into(), None)
+            .await
+            .expect("store")
+            .is_none()
+    );
+    assert!(
+        s.function("t1".into(), "price".into(), Some(1))
+            .await
+            .expect("store")
+            .is_none()
+    );
+    assert!(
+        s.function_versions("t1".into(), "price".into())
+            .await
+            .expect("store")
+            .is_empty()
+    );
+    assert_eq!(
+        s.put_function(new_function("t1", "price", "x"), FunctionWrite::Update)
+            .await
+            .expect("store"),
+        FunctionPut::Missing
+    );
+    assert_eq!(
+        put(
+            s,
+            new_function("t1", "price", "result = 3"),
+            FunctionWrite::Register
+        )
+        .await,
+        3
+    );
+    // The other tenant's function was never touched.
+    let other = s
+        .function("t2".into(), "price".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!((other.version, other.code.as_str()), (1, "result = 9"));
+}
+
+async fn function_code_is_sealed_and_compiled_forms_are_checked(fx: Fixture) {
+    let store = fx.open().await;
+    let marker = "SEALED_FUNCTION_SOURCE_7f3a";
+    let mut f = new_function("t1", "fmt", &format!("print('{marker}')"));
+    f.compiled = Some(CompiledForm {
+        key: "guest-aa".into(),
+        checksum: "c1".into(),
+        bytes: b"COMPILED_BYTES_MARKER_91".to_vec(),
+    });
+    put(store.as_ref(), f.clone(), FunctionWrite::Register).await;
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(back.compiled, f.compiled);
+    let replaced = CompiledForm {
+        key: "guest-bb".into(),
+        checksum: "c2".into(),
+        bytes: vec![0, 1, 2, 255],
+    };
+    store
+        .set_compiled("t1".into(), "fmt".into(), 1, replaced.clone())
+        .await
+        .expect("store");
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(back.compiled, Some(replaced));
+    drop(store);
+    let at_rest = fx.bytes_at_rest().await;
+    assert!(
+        !contains(&at_rest, marker),
+        "function source stored in the clear"
+    );
+    assert!(
+        !contains(&at_rest, "fmt of t1"),
+        "description stored in the clear"
+    );
+    assert!(!contains(&at_rest, "COMPILED_BYTES_MARKER_91"));
+
+    // A compiled form that does not open is dropped, not an error: the
+    // source is compiled again.
+    fx.raw(
+        "UPDATE functions SET compiled = 'enc1:k1:garbage' WHERE name = ?1",
+        &["fmt"],
+    )
+    .await;
+    let store = fx.open().await;
+    let back = store
+        .function("t1".into(), "fmt".into(), None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(back.compiled, None);
+    assert!(back.code.contains(marker));
+    // A source moved into another row does not open.
+    put(
+        store.as_ref(),
+        new_function("t1", "other", "x = 1"),
+        FunctionWrite::Register,
+    )
+    .await;
+    fx.raw(
+        "UPDATE functions SET source = (SELECT source FROM functions WHERE name = ?1) WHERE name = ?2",
+        &["fmt", "other"],
+    )
+    .await;
+    let moved = store.function("t1".into(), "other".into(), None).await;
+    assert!(matches!(moved, Err(StoreError::Crypto(_))), "{moved:?}");
+    // A plain column that does not decode is `Corrupt`, as for every record
+    // (one decoder for both backends, `rows.rs`'s `Columns`).
+    fx.raw(
+        "UPDATE functions SET limits = ?1 WHERE name = ?2",
+        &["not json", "fmt"],
+    )
+    .await;
+    let bad = store.function("t1".into(), "fmt".into(), None).await;
+    assert!(matches!(bad, Err(StoreError::Corrupt(_))), "{bad:?}");
+    let listed = store
+        .list_functions(FunctionQuery {
+            tenant: "t1".into(),
+            after: None,
+            limit: 10,
+        })
+        .await;
+    assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+}
+
+async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {
+    let store = fx.open().await;
+    let s = store.as_ref();
+    put(
+        s,
+        new_function("gone", "a", "result = 1"),
+        FunctionWrite::Register,
+    )
+    .await;
+    put(
+        s,
+        new_function("gone", "a", "result = 2"),
+        FunctionWrite::Update,
+    )
+    .await;
+    put(
+        s,
+        new_function("gone", "b", "result = 3"),
+        FunctionWrite::Register,
+    )
+    .await;
+    s.delete_function("gone".into(), "b".into(), None, 5)
+        .await
+        .expect("store");
+    put(
+        s,
+        new_function("stays", "a", "result = 4"),
+        FunctionWrite::Register,
+    )
+    .await;
+    let exported = s.tenant_functions("gone".into()).await.expect("store");
+    let seen: Vec<_> = exported
+        .iter()
+        .map(|f| (f.name.as_str(), f.version, f.deleted_at.is_some()))
+        .collect();
+    assert_eq!(seen, [("a", 1, false), ("a", 2, false), ("b", 1, true)]);
+    let erased = s
+        .erase_tenant("gone".into(), "erased-1".into(), 9)
+        .await
+        .expect("store");
+    assert_eq!(erased.functions, 3);
+    assert!(
+        s.tenant_functions("gone".into())
+            .await
+            .expect("store")
+            .is_empty()
+    );
+    assert!(
+        s.tenant_functions("erased-1".into())
+            .await
+            .expect("store")
+            .is_empty()
+    );
+    assert_eq!(
+        s.tenant_functions("stays".into())
+            .await
+            .expect("store")
+            .len(),
+        1
+    );
 }

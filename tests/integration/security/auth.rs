@@ -384,7 +384,14 @@ async fn the_first_start_makes_one_private_admin_token_and_later_starts_none() {
     assert_eq!(me.json["tokens"][0]["tenant"], "default");
     assert_eq!(
         me.json["tokens"][0]["scopes"],
-        json!(["jobs:write", "jobs:read", "check", "admin"])
+        json!([
+            "jobs:write",
+            "jobs:read",
+            "check",
+            "functions:write",
+            "functions:invoke",
+            "admin"
+        ])
     );
     server.shutdown().await;
 

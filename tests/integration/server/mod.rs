@@ -6,6 +6,7 @@
 mod e2e;
 mod events;
 mod faults;
+mod functions;
 pub(crate) mod process;
 mod router;
 

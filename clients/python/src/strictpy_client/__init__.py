@@ -35,6 +35,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from .functions import AsyncFunctions, Function, FunctionPage, Functions, FunctionSummary
 from .models import (
     BatchItem,
     Callback,
@@ -64,6 +65,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "APIError",
     "AsyncClient",
+    "AsyncFunctions",
     "AuthenticationError",
     "BadRequestError",
     "BatchItem",
@@ -74,6 +76,10 @@ __all__ = [
     "ConflictError",
     "Credentials",
     "ErrorInfo",
+    "Function",
+    "FunctionPage",
+    "FunctionSummary",
+    "Functions",
     "InsecureURLError",
     "Job",
     "JobEvent",

@@ -29,6 +29,7 @@ from ._base import (
 from .auth import Credentials, TokenRequest
 from .errors import APIError, MissingCredentialsError, WaitTimeoutError
 from ._sse import STREAM_READ_TIMEOUT, EventParser
+from .functions import AsyncFunctions
 from .models import (
     BatchItem,
     CheckResult,
@@ -107,6 +108,8 @@ class AsyncClient:
             headers={"user-agent": user_agent(), "accept": "application/json"},
             transport=transport,
         )
+        self.functions = AsyncFunctions(self)
+        """Stored functions: register, update, get, list, delete, invoke."""
 
     def __repr__(self) -> str:
         return f"AsyncClient({self._core!r})"

@@ -27,6 +27,7 @@ from ._base import (
 from .auth import Credentials, TokenRequest
 from .errors import APIError, MissingCredentialsError, WaitTimeoutError
 from ._sse import STREAM_READ_TIMEOUT, EventParser
+from .functions import Functions
 from .models import (
     BatchItem,
     CheckResult,
@@ -106,6 +107,8 @@ class Client:
             headers={"user-agent": user_agent(), "accept": "application/json"},
             transport=transport,
         )
+        self.functions = Functions(self)
+        """Stored functions: register, update, get, list, delete, invoke."""
 
     def __repr__(self) -> str:
         return f"Client({self._core!r})"

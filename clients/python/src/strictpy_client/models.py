@@ -297,6 +297,10 @@ class Job:
     """What the run used; ``None`` until final."""
     callback: Callback | None
     """The webhook, if the job has one."""
+    function_name: str | None = None
+    """The stored function this job invoked, if it is an invocation."""
+    function_version: int | None = None
+    """The version of that function that ran."""
     replayed: bool = field(default=False, compare=False)
     """True when the server answered an earlier job with the same
     idempotency key (``Idempotent-Replayed: true``)."""
@@ -312,6 +316,7 @@ class Job:
         error = data.get("error")
         usage = data.get("usage")
         callback = data.get("callback")
+        function = data.get("function")
         return cls(
             id=str(data["id"]),
             status=cast(JobStatus, str(data.get("status", ""))),
@@ -330,6 +335,8 @@ class Job:
             error=RunError.from_dict(error) if isinstance(error, Mapping) else None,
             usage=Usage.from_dict(usage) if isinstance(usage, Mapping) else None,
             callback=Callback.from_dict(callback) if isinstance(callback, Mapping) else None,
+            function_name=str(function["name"]) if isinstance(function, Mapping) else None,
+            function_version=_opt_int(function.get("version")) if isinstance(function, Mapping) else None,
             replayed=replayed,
             queue_position=_opt_int(data.get("queue_position")),
             estimated_start_ms=_opt_int(data.get("estimated_start_ms")),

@@ -9,13 +9,12 @@ use axum::{
         Path, Query, State,
         rejection::{BytesRejection, PathRejection, QueryRejection},
     },
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use strictpy_store::{Created, JobRecord, JobSpec, ListQuery, NewJob};
+use strictpy_store::{JobRecord, JobSpec, ListQuery};
 use strictpy_types::{JobStatus, LimitOverrides, Outcome, Verdict};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -24,20 +23,20 @@ use crate::{
     AppState,
     auth::{Auth, Principal, Scope},
     error::{ApiError, ErrorBody},
-    estimate::{job_view, queue_full_retry_after},
+    estimate::job_view,
     http::{parse_body, rfc3339},
+    intake::{
+        Prepared, RunOptions, answer, check_callback, check_options, job_response, limit_error,
+        submit,
+    },
     now_ms,
     policy::{allowlist, static_check},
     views::{JobInput, JobView},
-    webhook::{WebhookError, check_url, parse_url},
-    workers::{wait_final, wait_fresh},
+    workers::wait_final,
 };
 
 /// Most jobs in one batch.
 pub const MAX_BATCH: usize = 20;
-
-/// Longest accepted idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Default page size of `GET /v1/jobs`.
 const DEFAULT_PAGE: u32 = 50;
@@ -159,22 +158,9 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-/// A job request that passed every check, ready to store.
-struct Prepared {
-    /// The id the job is stored under, unless it replays an earlier one.
-    id: Uuid,
-    /// What to run.
-    spec: JobSpec,
-    /// The callback URL.
-    callback_url: Option<String>,
-    /// The idempotency key.
-    idempotency_key: Option<String>,
-    /// Hash of everything that defines the job.
-    request_hash: String,
-}
-
 /// Validates a job request the way `strictpy check` and `strictpy run` do:
-/// allowlist, limits, context keys, callback URL, then the static check.
+/// the configuration-only checks ([`check_request`]), the callback's host,
+/// then the static check.
 async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<Prepared, ApiError> {
     let Checked {
         allowlist,
@@ -186,11 +172,7 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         &state.max_limits,
         &req,
     )?;
-    if let Some(url) = &callback {
-        check_url(url, state.webhooks.reach())
-            .await
-            .map_err(callback_refused)?;
-    }
+    check_callback(state, callback.as_ref()).await?;
     let code = static_check(state, who, req.code, allowlist.clone()).await?;
     let spec = JobSpec {
         code,
@@ -200,18 +182,9 @@ async fn prepare(state: &AppState, who: &Principal, req: JobRequest) -> Result<P
         allowlist,
         limits,
         seed: req.seed,
+        function: None,
     };
-    let request_hash = {
-        let doc = json!({ "spec": spec, "callback_url": req.callback_url });
-        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
-    };
-    Ok(Prepared {
-        id: Uuid::now_v7(),
-        spec,
-        callback_url: req.callback_url,
-        idempotency_key: req.idempotency_key,
-        request_hash,
-    })
+    Ok(Prepared::new(spec, req.callback_url, req.idempotency_key))
 }
 
 /// What [`check_request`] found a request to ask for.
@@ -227,196 +200,35 @@ pub struct Checked {
 }
 
 /// The checks of a job request that need nothing but the configuration:
-/// field caps, the allowlist, limits, context keys, the seed, the
-/// idempotency key and the callback URL's form. `prepare` runs them first;
-/// the fuzz targets run them on their own.
+/// the run options (`intake::check_options`: field caps, context keys, the
+/// seed, the idempotency key and the callback URL's form), the allowlist
+/// and the limits. `prepare` runs them first; the fuzz targets run them on
+/// their own.
 pub fn check_request(
     config: &crate::Config,
     default_limits: &strictpy_types::Limits,
     max_limits: &strictpy_types::Limits,
     req: &JobRequest,
 ) -> Result<Checked, ApiError> {
-    let caps = config.input;
-    if let Some(stdin) = &req.stdin {
-        too_large("stdin", stdin.len(), caps.max_stdin_bytes)?;
-    }
-    if let Some(context) = &req.context {
-        let size = serde_json::to_vec(context).map_or(usize::MAX, |v| v.len());
-        too_large("context", size, caps.max_context_bytes)?;
-    }
+    let callback = check_options(
+        config,
+        &RunOptions {
+            stdin: req.stdin.as_deref(),
+            context: req.context.as_ref(),
+            seed: req.seed,
+            idempotency_key: req.idempotency_key.as_deref(),
+            callback_url: req.callback_url.as_deref(),
+        },
+    )?;
     let allowlist = allowlist(&config.policy, &req.allow)?;
     let limits = default_limits
         .with_overrides(&req.limits.unwrap_or_default(), max_limits)
-        .map_err(|e| {
-            ApiError::unprocessable("limit_exceeded", e.to_string()).with_details(
-                json!({ "field": format!("limits.{}", e.field), "value": e.value, "max": e.max }),
-            )
-        })?;
-    if let Some(context) = &req.context {
-        for key in context.keys() {
-            strictpy_analyzer::check_context_key(key).map_err(|m| {
-                ApiError::unprocessable("invalid_context", format!("context: {m}"))
-                    .with_details(json!({ "field": "context", "key": key }))
-            })?;
-        }
-    }
-    if req.seed.is_some_and(|s| i64::try_from(s).is_err()) {
-        return Err(
-            ApiError::unprocessable("invalid_seed", "seed must be 0 to 2^63 - 1")
-                .with_details(json!({ "field": "seed" })),
-        );
-    }
-    if let Some(key) = &req.idempotency_key
-        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_idempotency_key",
-            format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
-        )
-        .with_details(json!({ "field": "idempotency_key" })));
-    }
-    let callback = req
-        .callback_url
-        .as_deref()
-        .map(parse_url)
-        .transpose()
-        .map_err(callback_refused)?;
+        .map_err(limit_error)?;
     Ok(Checked {
         allowlist,
         limits,
         callback,
     })
-}
-
-/// `422` for a callback URL that is malformed or points inside.
-fn callback_refused(e: WebhookError) -> ApiError {
-    let code = match e {
-        WebhookError::Refused(_) => "callback_refused",
-        _ => "invalid_callback_url",
-    };
-    ApiError::unprocessable(code, e.to_string()).with_details(json!({ "field": "callback_url" }))
-}
-
-/// `422 field_too_large` when a field is over its cap.
-fn too_large(field: &str, size: usize, max: usize) -> Result<(), ApiError> {
-    if size <= max {
-        return Ok(());
-    }
-    Err(ApiError::unprocessable(
-        "field_too_large",
-        format!("`{field}` is {size} bytes; the most this server accepts is {max}"),
-    )
-    .with_details(json!({ "field": field, "size": size, "max_bytes": max })))
-}
-
-/// Stores a prepared job and queues it. Returns the job and whether it is a
-/// replay of an earlier request with the same idempotency key.
-async fn submit(
-    state: &AppState,
-    who: &Principal,
-    prepared: Prepared,
-) -> Result<(JobRecord, bool), ApiError> {
-    if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::shutting_down());
-    }
-    // Take a queue place first, so a stored job always has one; a replay
-    // gives it back when the slot drops.
-    let slot = state
-        .queue
-        .reserve()
-        .await?
-        .ok_or_else(|| ApiError::queue_full(queue_full_retry_after(state)))?;
-    // Count the job against its token before it exists, so two racing
-    // submissions cannot both take the last place; anything but a new job
-    // gives the place back.
-    let id = prepared.id;
-    // On a store several nodes share, the database counts the token's jobs
-    // inside the insert (`create_capped`); on one node, the guard does.
-    let cap = who.limits.concurrent_jobs;
-    if state.queue.database().is_none() {
-        state
-            .guard
-            .start_job(&who.budget_key, id, cap)
-            .map_err(|r| crate::auth::refused(state, r, who.event("rate_limited")))?;
-    }
-    let job_cap = strictpy_store::JobCap {
-        budget_key: who.budget_key.clone(),
-        limit: cap,
-    };
-    // The insert is not fsynced here: a waiting client's job is answered
-    // `200` once final, and every `202` is preceded by a `sync`, which
-    // concurrent requests share (group commit; see docs/http-api.md,
-    // "Durability").
-    let store = &state.store;
-    let request_hash = prepared.request_hash.clone();
-    let created = store
-        .create_capped_unsynced(new_job(who, id, prepared), job_cap)
-        .await
-        .inspect_err(|_| state.guard.end_job(id))?;
-    let Some(created) = created else {
-        return Err(crate::auth::refused(
-            state,
-            crate::limits::Refusal::TooManyJobs { limit: cap },
-            who.event("rate_limited"),
-        ));
-    };
-    if !matches!(created, Created::New(_)) {
-        state.guard.end_job(id);
-    }
-    match created {
-        Created::New(job) => {
-            slot.push(job.id);
-            state.metrics.submitted.inc();
-            Ok((job, false))
-        }
-        Created::Existing(job) if job.request_hash == request_hash => {
-            // The job may be a waiting client's, not yet fsynced.
-            store.sync().await?;
-            Ok((job, true))
-        }
-        Created::Existing(job) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this idempotency_key was used for a different request",
-        )
-        .with_details(json!({ "job_id": job.id }))),
-    }
-}
-
-/// The record to store for `prepared`, under `id`.
-fn new_job(who: &Principal, id: Uuid, prepared: Prepared) -> NewJob {
-    NewJob {
-        id,
-        tenant: who.tenant.clone(),
-        token_id: Some(who.token_id.clone()),
-        idempotency_key: prepared.idempotency_key,
-        request_hash: prepared.request_hash,
-        created_at: now_ms(),
-        spec: prepared.spec,
-        callback_url: prepared.callback_url,
-    }
-}
-
-/// The `200`/`202` answer with a `Location` header; a queued job carries
-/// its place in the queue.
-async fn job_response(
-    state: &AppState,
-    job: &JobRecord,
-    replayed: bool,
-) -> Result<Response, ApiError> {
-    let status = if job.status.is_final() {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
-        headers.insert(header::LOCATION, v);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok((status, headers, Json(job_view(state, job).await?)).into_response())
 }
 
 /// Create a job.
@@ -450,18 +262,8 @@ pub async fn create_job(
     let prepared = prepare(&state, &who, req).await?;
     // Waiting from before the insert on, so the finish hands its record over.
     let waiter = wait.then(|| state.waiter(prepared.id));
-    let (mut job, replayed) = submit(&state, &who, prepared).await?;
-    if wait && !job.status.is_final() {
-        let max_wait = Duration::from_millis(state.config.max_wait_ms);
-        if let Some(done) = wait_fresh(&state, waiter, &job, max_wait).await? {
-            job = done;
-        }
-    }
-    if !job.status.is_final() {
-        // A `202` promises a job that survives a power loss.
-        state.store.sync().await?;
-    }
-    job_response(&state, &job, replayed).await
+    let (job, replayed) = submit(&state, &who, prepared).await?;
+    answer(&state, waiter, job, replayed, wait).await
 }
 
 /// Create up to 20 jobs.

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod check;
 pub mod cluster;
 pub mod events;
+pub mod functions;
 pub mod jobs;
 pub mod oauth;
 pub mod probes;
@@ -232,6 +233,20 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job_input))
         .routes(routes!(events::job_events))
         .routes(routes!(check::check))
+        .routes(routes!(
+            functions::register_function,
+            functions::list_functions
+        ))
+        .routes(routes!(
+            functions::get_function,
+            functions::update_function,
+            functions::delete_function
+        ))
+        .routes(routes!(
+            functions::get_function_version,
+            functions::delete_function_version
+        ))
+        .routes(routes!(functions::invoke_function))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::get_session, sessions::delete_session))
         .routes(routes!(tokens::create_token, tokens::list_tokens))

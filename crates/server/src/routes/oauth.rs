@@ -33,7 +33,9 @@ pub struct TokenGrant {
     /// Space-separated scopes, at most those of the API token; omitted, all
     /// of them.
     #[serde(default)]
-    #[schema(pattern = "^ *((jobs:write|jobs:read|check|admin)( +|$))*$")]
+    #[schema(
+        pattern = "^ *((jobs:write|jobs:read|check|functions:write|functions:invoke|admin)( +|$))*$"
+    )]
     pub scope: Option<String>,
 }
 
@@ -48,7 +50,9 @@ pub struct RefreshGrant {
     pub grant_type: Option<String>,
     /// Fewer scopes than before, if wanted.
     #[serde(default)]
-    #[schema(pattern = "^ *((jobs:write|jobs:read|check|admin)( +|$))*$")]
+    #[schema(
+        pattern = "^ *((jobs:write|jobs:read|check|functions:write|functions:invoke|admin)( +|$))*$"
+    )]
     pub scope: Option<String>,
 }
 

@@ -17,7 +17,7 @@ use crate::{
     error::{ApiError, ErrorBody},
     http::{no_store, rfc3339, valid_tenant},
     now_ms,
-    views::{AUDIT_PAGE, AuditView, JobInput, JobView},
+    views::{AUDIT_PAGE, AuditView, FunctionView, JobInput, JobView},
 };
 
 /// A job in an export: the job as the API shows it, plus its inputs.
@@ -42,6 +42,9 @@ pub struct TenantExport {
     pub jobs: Vec<ExportedJob>,
     /// Every audit event about the tenant, oldest first.
     pub audit: Vec<AuditView>,
+    /// Every version of every stored function, deleted ones included, by
+    /// name and version.
+    pub functions: Vec<FunctionView>,
 }
 
 fn tenant_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -90,6 +93,7 @@ pub async fn export_tenant(
     );
     state.audit.flush().await;
     let jobs = state.store.tenant_jobs(tenant.clone()).await?;
+    let functions = state.store.tenant_functions(tenant.clone()).await?;
     let mut audit = Vec::new();
     let mut before_id = None;
     loop {
@@ -120,6 +124,7 @@ pub async fn export_tenant(
             })
             .collect(),
         audit,
+        functions: functions.iter().map(FunctionView::from).collect(),
         tenant,
     };
     Ok((no_store(), Json(export)).into_response())
@@ -138,11 +143,14 @@ pub struct ErasureReport {
     pub tokens_revoked: u64,
     /// Audit entries anonymised (kept for the legal record).
     pub audit_anonymised: u64,
+    /// Stored function versions deleted.
+    pub functions_deleted: u64,
 }
 
 /// Erase a tenant (`admin`).
 ///
-/// Stops its running jobs, deletes all of its jobs, revokes its tokens, and
+/// Stops its running jobs, deletes all of its jobs and stored functions,
+/// revokes its tokens, and
 /// replaces its name (and client IPs) in the audit log with a random
 /// pseudonym, keeping the entries for the legal record.
 #[utoipa::path(
@@ -188,6 +196,7 @@ pub async fn erase_tenant(
             "jobs_deleted": erased.jobs,
             "tokens_revoked": erased.tokens,
             "audit_anonymised": erased.audit,
+            "functions_deleted": erased.functions,
         })));
     Ok(Json(ErasureReport {
         tenant,
@@ -195,5 +204,6 @@ pub async fn erase_tenant(
         jobs_deleted: erased.jobs,
         tokens_revoked: erased.tokens,
         audit_anonymised: erased.audit,
+        functions_deleted: erased.functions,
     }))
 }

@@ -36,7 +36,8 @@ pub struct CreateTokenRequest {
     /// The tenant the token acts for: 1 to 128 of `A-Z a-z 0-9 . _ -`.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     pub tenant: String,
-    /// Its scopes: `jobs:write`, `jobs:read`, `check`, `admin`.
+    /// Its scopes: `jobs:write`, `jobs:read`, `check`, `functions:write`,
+    /// `functions:invoke`, `admin`.
     #[schema(value_type = Vec<Scope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// A name for people.

@@ -258,6 +258,9 @@ pub(super) async fn erase_tenant(
     let jobs = tx
         .execute("DELETE FROM jobs WHERE tenant = $1", &[&tenant])
         .await?;
+    let functions = tx
+        .execute("DELETE FROM functions WHERE tenant = $1", &[&tenant])
+        .await?;
     let tokens = tx
         .execute(
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1), tenant = $2, name = ''
@@ -282,5 +285,6 @@ pub(super) async fn erase_tenant(
         jobs,
         tokens,
         audit,
+        functions,
     })
 }

@@ -196,6 +196,7 @@ pub(super) fn erase_tenant(
 ) -> Result<Erased, StoreError> {
     let tx = conn.transaction()?;
     let jobs = tx.execute("DELETE FROM jobs WHERE tenant = ?1", [tenant])?;
+    let functions = tx.execute("DELETE FROM functions WHERE tenant = ?1", [tenant])?;
     let tokens = tx.execute(
         "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?1), tenant = ?2, name = ''
          WHERE tenant = ?3",
@@ -217,5 +218,6 @@ pub(super) fn erase_tenant(
         jobs: jobs as u64,
         tokens: tokens as u64,
         audit: audit as u64,
+        functions: functions as u64,
     })
 }

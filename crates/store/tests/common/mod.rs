@@ -25,6 +25,7 @@ pub fn spec() -> JobSpec {
         allowlist: Default::default(),
         limits: Limits::default(),
         seed: None,
+        function: None,
     }
 }
 
