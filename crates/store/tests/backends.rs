@@ -9,8 +9,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use strictpy_store::{
     AuditQuery, Callback, CompiledForm, Created, DeliveryAttempt, DeliveryState, FunctionPut,
-    FunctionQuery, FunctionWrite, JobCap, JobStore, Keyring, ListQuery, NewAuditEvent,
-    NewFunction, NewJob, StoreError, StoreLocation, TokenKind, TokenLimits, TokenRecord,
+    FunctionQuery, FunctionWrite, JobCap, JobStore, Keyring, ListQuery, NewAuditEvent, NewFunction,
+    NewJob, StoreError, StoreLocation, TokenKind, TokenLimits,
 };
 use strictpy_types::{JobStatus, Limits, Outcome, Verdict};
 use uuid::Uuid;
