@@ -10,8 +10,6 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use strictpy_types::LimitOverrides;
-use uuid::Uuid;
 
 use crate::cli::{EXIT_OK, read_source};
 use crate::submit::{Failure, REQUEST_TIMEOUT, Remote, conclude, connect, refused, run_remote};
@@ -171,35 +169,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
 
 async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
     let remote = args.connection.remote()?;
-    let mut body = json!({
-        "wait": true,
-        "idempotency_key": args
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| Uuid::new_v4().to_string()),
-    });
-    if let Some(context) = args.job.context_value()? {
-        body["context"] = context;
-    }
-    if args.job.stdin.is_some() {
-        let text = String::from_utf8(args.job.stdin_bytes()?)
-            .map_err(|_| anyhow::anyhow!("--stdin is not UTF-8 text"))?;
-        body["stdin"] = Value::String(text);
-    }
-    let limits = args.job.overrides();
-    if limits != LimitOverrides::default() {
-        let limits: serde_json::Map<String, Value> = serde_json::to_value(limits)?
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        body["limits"] = Value::Object(limits);
-    }
-    if let Some(seed) = args.job.seed {
-        body["seed"] = json!(seed);
-    }
+    let mut body = crate::submit::run_options(&args.job, args.idempotency_key.as_deref())?;
     if let Some(v) = args.version {
         body["version"] = json!(v);
     }

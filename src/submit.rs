@@ -432,23 +432,30 @@ fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Builds the job request from the flags.
 fn job_body(args: &SubmitArgs, code: String) -> anyhow::Result<Value> {
-    let mut body = json!({
-        "code": code,
-        "wait": true,
-        "idempotency_key": args
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| Uuid::new_v4().to_string()),
-    });
-    if let Some(context) = args.job.context_value()? {
+    let mut body = run_options(&args.job, args.idempotency_key.as_deref())?;
+    body["code"] = Value::String(code);
+    if !args.allow.is_empty() {
+        body["allow"] = json!(args.allow);
+    }
+    Ok(body)
+}
+
+/// What every remote run request carries, a job's or a function
+/// invocation's: `wait`, the idempotency key (`key`, or a fresh one so a
+/// retried request is not run twice), and the context, stdin, limits and
+/// seed flags.
+pub(crate) fn run_options(job: &crate::cli::JobArgs, key: Option<&str>) -> anyhow::Result<Value> {
+    let key = key.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+    let mut body = json!({ "wait": true, "idempotency_key": key });
+    if let Some(context) = job.context_value()? {
         body["context"] = context;
     }
-    if args.job.stdin.is_some() {
-        let text = String::from_utf8(args.job.stdin_bytes()?)
+    if job.stdin.is_some() {
+        let text = String::from_utf8(job.stdin_bytes()?)
             .map_err(|_| anyhow::anyhow!("--stdin is not UTF-8 text"))?;
         body["stdin"] = Value::String(text);
     }
-    let limits = args.job.overrides();
+    let limits = job.overrides();
     if limits != LimitOverrides::default() {
         // Only the limits given: the server fills in its own defaults.
         let limits: serde_json::Map<String, Value> = serde_json::to_value(limits)?
@@ -460,10 +467,7 @@ fn job_body(args: &SubmitArgs, code: String) -> anyhow::Result<Value> {
             .collect();
         body["limits"] = Value::Object(limits);
     }
-    if !args.allow.is_empty() {
-        body["allow"] = json!(args.allow);
-    }
-    if let Some(seed) = args.job.seed {
+    if let Some(seed) = job.seed {
         body["seed"] = json!(seed);
     }
     Ok(body)
