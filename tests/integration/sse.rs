@@ -3,6 +3,8 @@
 //! router's body in `server/events.rs`, a real node over HTTP in
 //! `cluster/live.rs`), and the checks both make of a stream's output.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// One event as a client sees it.
@@ -58,6 +60,69 @@ impl Frames {
     /// Checks that the stream ended on an event boundary.
     pub(crate) fn assert_drained(&self) {
         assert!(self.buf.trim().is_empty(), "a partial event: {}", self.buf);
+    }
+}
+
+/// Where an event stream's bytes come from: the router's body
+/// (`server/events.rs`) or a real node's HTTP response (`cluster/live.rs`).
+pub(crate) trait Source {
+    /// The next chunk of the body, `None` at its end; fails the test if the
+    /// body breaks.
+    async fn chunk(&mut self) -> Option<Vec<u8>>;
+}
+
+/// An open event stream, read event by event.
+pub(crate) struct Reader<S> {
+    /// Where the bytes come from.
+    source: S,
+    /// Received text, split into events.
+    frames: Frames,
+    /// True once the body ended.
+    ended: bool,
+    /// How long the stream may stay silent before the test fails.
+    silence: Duration,
+}
+
+impl<S: Source> Reader<S> {
+    /// A reader of `source` that fails the test after `silence` without a
+    /// chunk.
+    pub(crate) fn new(source: S, silence: Duration) -> Self {
+        Self {
+            source,
+            frames: Frames::default(),
+            ended: false,
+            silence,
+        }
+    }
+
+    /// The next event, or `None` once the stream ended (on an event
+    /// boundary, or the test fails).
+    pub(crate) async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.frames.next() {
+                return Some(event);
+            }
+            if self.ended {
+                self.frames.assert_drained();
+                return None;
+            }
+            let chunk = tokio::time::timeout(self.silence, self.source.chunk())
+                .await
+                .expect("the stream went silent");
+            match chunk {
+                Some(bytes) => self.frames.push(&bytes),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// Every event up to the end of the stream.
+    pub(crate) async fn rest(&mut self) -> Vec<Event> {
+        let mut all = Vec::new();
+        while let Some(e) = self.next().await {
+            all.push(e);
+        }
+        all
     }
 }
 

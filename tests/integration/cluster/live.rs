@@ -11,41 +11,21 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::harness::{Cluster, Spec, id_of};
-use crate::sse::{Event, Frames, statuses, text_of};
+use crate::sse::{Event, Reader, Source, statuses, text_of};
 
 /// An open event stream over HTTP.
-struct Sse {
-    /// The response, read chunk by chunk.
-    response: reqwest::Response,
-    /// Received text, split into events.
-    frames: Frames,
-    /// True once the body ended.
-    ended: bool,
+type Sse = Reader<reqwest::Response>;
+
+impl Source for reqwest::Response {
+    async fn chunk(&mut self) -> Option<Vec<u8>> {
+        reqwest::Response::chunk(self)
+            .await
+            .expect("the stream broke")
+            .map(|bytes| bytes.to_vec())
+    }
 }
 
 impl Sse {
-    /// The next event, `None` once the stream ended; fails the test if
-    /// nothing comes for 30 s.
-    async fn next(&mut self) -> Option<Event> {
-        loop {
-            if let Some(event) = self.frames.next() {
-                return Some(event);
-            }
-            if self.ended {
-                self.frames.assert_drained();
-                return None;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
-                .await
-                .expect("the stream went silent")
-                .expect("the stream broke");
-            match chunk {
-                Some(bytes) => self.frames.push(&bytes),
-                None => self.ended = true,
-            }
-        }
-    }
-
     /// Events up to and including the first `kind` one.
     async fn until(&mut self, kind: &str) -> Vec<Event> {
         let mut seen = Vec::new();
@@ -76,15 +56,6 @@ impl Sse {
         }
         seen
     }
-
-    /// Every event up to the end of the stream.
-    async fn rest(&mut self) -> Vec<Event> {
-        let mut all = Vec::new();
-        while let Some(e) = self.next().await {
-            all.push(e);
-        }
-        all
-    }
 }
 
 /// Opens job `id`'s event stream on node `i` with `token`, resuming after
@@ -112,14 +83,7 @@ async fn open(
             "text/event-stream"
         );
     }
-    (
-        status,
-        Sse {
-            response,
-            frames: Frames::default(),
-            ended: false,
-        },
-    )
+    (status, Sse::new(response, Duration::from_secs(30)))
 }
 
 /// The index of the node whose worker runs job `id` (it is running).

@@ -12,55 +12,20 @@ use tower::ServiceExt as _;
 
 use super::TestServer;
 use crate::security::create_token;
-use crate::sse::{Event, Frames, statuses, text_of};
+use crate::sse::{Event, Reader, Source, statuses, text_of};
 
-/// An open event stream, read frame by frame.
-struct Stream {
-    /// The response body.
-    body: Body,
-    /// Received text, split into events.
-    frames: Frames,
-    /// True once the body ended.
-    ended: bool,
-}
+/// An open event stream from the router, read frame by frame.
+type Stream = Reader<Body>;
 
-impl Stream {
-    /// The next event, or `None` once the stream ended. Fails the test if
-    /// nothing comes for 20 s.
-    async fn next(&mut self) -> Option<Event> {
+impl Source for Body {
+    async fn chunk(&mut self) -> Option<Vec<u8>> {
         loop {
-            if let Some(event) = self.frames.next() {
-                return Some(event);
-            }
-            if self.ended {
-                self.frames.assert_drained();
-                return None;
-            }
-            let frame = tokio::time::timeout(
-                Duration::from_secs(20),
-                std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)),
-            )
-            .await
-            .expect("the stream went silent");
-            match frame {
-                None => self.ended = true,
-                Some(frame) => {
-                    let frame = frame.expect("body frame");
-                    if let Ok(data) = frame.into_data() {
-                        self.frames.push(&data);
-                    }
-                }
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await?;
+            // Trailers carry no events.
+            if let Ok(data) = frame.expect("body frame").into_data() {
+                return Some(data.to_vec());
             }
         }
-    }
-
-    /// Every event up to the end of the stream.
-    async fn rest(&mut self) -> Vec<Event> {
-        let mut all = Vec::new();
-        while let Some(e) = self.next().await {
-            all.push(e);
-        }
-        all
     }
 }
 
@@ -88,11 +53,7 @@ async fn open(s: &TestServer, token: &str, id: &str, last: Option<&str>) -> (Sta
     }
     (
         status,
-        Stream {
-            body: response.into_body(),
-            frames: Frames::default(),
-            ended: false,
-        },
+        Stream::new(response.into_body(), Duration::from_secs(20)),
     )
 }
 
