@@ -1,5 +1,6 @@
 //! Live output: the guest's stdout and stderr forwarded, as it writes them,
-//! to a bounded channel beside the capped capture.
+//! to a bounded channel beside the capped capture, or straight into a
+//! caller's non-blocking sink ([`sink`]).
 //!
 //! The forwarding never blocks the guest: a chunk that does not fit in the
 //! channel is dropped and remembered as a gap, which is sent (merged with any
@@ -57,11 +58,33 @@ pub enum LiveEvent {
 /// `(offset, len)`.
 type Pending = [Option<(u64, u64)>; 2];
 
+/// A caller's function that takes every event at once, on the guest's
+/// thread, and never blocks ([`sink`]).
+pub type Sink = Arc<dyn Fn(LiveEvent) + Send + Sync>;
+
+/// Where a [`LiveTap`] sends its events.
+#[derive(Clone)]
+enum Target {
+    /// A bounded channel whose receiver may fall behind (then: gaps).
+    Channel(mpsc::Sender<LiveEvent>),
+    /// A function that takes everything (it bounds its own memory).
+    Sink(Sink),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Channel(tx) => f.debug_tuple("Channel").field(tx).finish(),
+            Self::Sink(_) => f.write_str("Sink"),
+        }
+    }
+}
+
 /// The sending half, set as [`crate::Job::live`]. Cloning shares the channel.
 #[derive(Debug, Clone)]
 pub struct LiveTap {
-    /// The bounded channel.
-    tx: mpsc::Sender<LiveEvent>,
+    /// Where events go.
+    target: Target,
     /// Bytes dropped and not yet reported, per stream (stdout, stderr).
     pending: Arc<Mutex<Pending>>,
 }
@@ -79,11 +102,23 @@ pub fn channel(capacity: usize) -> (LiveTap, LiveReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     (
         LiveTap {
-            tx,
+            target: Target::Channel(tx),
             pending: Arc::new(Mutex::new([None, None])),
         },
         LiveReceiver { rx },
     )
+}
+
+/// A tap that hands every event to `sink` on the guest's thread, as the
+/// guest writes. The sink must not block (it runs inside the guest's write
+/// call) and must bound its own memory; the server's live-output feed does
+/// both. This saves a channel, a task to drain it and the thread wake-ups
+/// between them for every chunk.
+pub fn sink(sink: impl Fn(LiveEvent) + Send + Sync + 'static) -> LiveTap {
+    LiveTap {
+        target: Target::Sink(Arc::new(sink)),
+        pending: Arc::new(Mutex::new([None, None])),
+    }
 }
 
 impl LiveReceiver {
@@ -110,6 +145,17 @@ fn slot(stream: StreamKind) -> usize {
 }
 
 impl LiveTap {
+    /// Sends one event without waiting; false when it did not fit.
+    fn send(&self, event: LiveEvent) -> bool {
+        match &self.target {
+            Target::Channel(tx) => tx.try_send(event).is_ok(),
+            Target::Sink(sink) => {
+                sink(event);
+                true
+            }
+        }
+    }
+
     /// Forwards `data`, kept at `offset` of `stream`, without ever waiting:
     /// what does not fit becomes a gap.
     pub(crate) fn forward(&self, stream: StreamKind, offset: u64, data: &[u8], truncated: bool) {
@@ -132,7 +178,7 @@ impl LiveTap {
                     offset: from,
                     len: missing,
                 };
-                if self.tx.try_send(event).is_err() {
+                if !self.send(event) {
                     *gap = Some((from, missing + len));
                     at += len;
                     continue;
@@ -145,7 +191,7 @@ impl LiveTap {
                 data: piece.to_vec(),
                 truncated: truncated && i == last,
             };
-            if self.tx.try_send(event).is_err() {
+            if !self.send(event) {
                 *gap = Some((at, len));
             }
             at += len;
@@ -186,6 +232,32 @@ mod tests {
             })
         );
         assert_eq!(rx.try_recv(), Err(false));
+    }
+
+    #[test]
+    fn a_sink_gets_every_event_in_order() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let tap = sink({
+            let got = got.clone();
+            move |e| got.lock().unwrap().push(e)
+        });
+        for i in 0..100u64 {
+            tap.forward(StreamKind::Stdout, i * 2, b"ab", i == 99);
+        }
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 100, "a sink never drops: no gaps");
+        for (i, e) in got.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(
+                *e,
+                LiveEvent::Output {
+                    stream: StreamKind::Stdout,
+                    offset: i * 2,
+                    data: b"ab".to_vec(),
+                    truncated: i == 99
+                }
+            );
+        }
     }
 
     #[test]

@@ -31,11 +31,6 @@ pub const WORKER_STOPPED: &str =
 pub const SHUTDOWN_STOPPED: &str =
     "worker stopped: the server shut down before the job finished (grace period exceeded)";
 
-/// Events the sandbox's live-output channel holds (each at most
-/// `strictpy_sandbox::live::MAX_CHUNK` bytes) before it drops and reports a
-/// gap: the drain task empties it far faster than a guest writes.
-const LIVE_CHANNEL: usize = 64;
-
 /// A FIFO of job ids with a fixed capacity, shared by the HTTP handlers (who
 /// push) and the worker threads (who block on pop).
 #[derive(Debug)]
@@ -229,17 +224,14 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
 fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) {
     state.metrics.running.inc();
     let spec = &record.spec;
-    // The sandbox forwards output into a bounded channel; a task on the
-    // runtime moves it into this job's feed for `/events` readers.
-    let (tap, mut live) = strictpy_sandbox::live::channel(LIVE_CHANNEL);
+    // The sandbox pushes output straight into this job's feed for
+    // `/events` readers, on this thread: the feed never blocks and bounds
+    // its own memory (its window), so no channel, drain task or thread
+    // wake-up per chunk is needed.
     let feed = state.live.open(record.id);
     // Streams on other nodes that waited for this job get it at once.
     crate::relay::on_open(state, record.id, &feed);
-    let drain = state.runtime.spawn(async move {
-        while let Some(event) = live.recv().await {
-            feed.push(event);
-        }
-    });
+    let tap = strictpy_sandbox::live::sink(move |event| feed.push(event));
     // An invocation of a stored function starts from its compiled form.
     let compiled = spec
         .function
@@ -263,10 +255,9 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         sandbox.run_with(&job, &running.cancel).0
     }))
     .unwrap_or_else(|_| internal_outcome("the sandbox panicked while running this job"));
-    // Dropping the job drops the last sender: the drain ends once it has
-    // moved every chunk, before the outcome is stored and the feed closed.
+    // Every chunk is in the feed by now (the sink ran inside the writes),
+    // before the outcome is stored and the feed closed.
     drop(job);
-    let _ = state.runtime.block_on(drain);
     state.run_times.record(started.elapsed().as_millis() as u64);
     state.metrics.running.dec();
     state

@@ -199,6 +199,79 @@ pub struct SqliteStore {
     /// Seals the `spec` and `outcome` columns of `jobs`, which hold the
     /// callers' code, input and output (see [`crate::crypto`]).
     keys: Arc<Keyring>,
+    /// Checkpoints the WAL off the request path; stops with the last clone.
+    _checkpointer: Arc<Checkpointer>,
+}
+
+/// A thread with its own connection that copies the WAL back into the
+/// database file every [`Checkpointer::EVERY`] while it changes, as SQLite's
+/// automatic checkpoint would (it does one per 1000 pages, which at full
+/// load is about as often), but without making whichever statement crossed
+/// the threshold wait for it. A PASSIVE checkpoint never blocks the writer
+/// or readers, and with `synchronous=NORMAL` it syncs the WAL before copying
+/// and the database file after, so what it moves stays on disk (see
+/// [`Flushed::flush`]).
+#[derive(Debug)]
+struct Checkpointer {
+    /// Dropping it (with the last store clone) ends the thread.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    /// The thread, joined on drop.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// How often the WAL is looked at.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("strictpy-checkpoint".into())
+            .spawn(move || {
+                // The WAL's length and mtime at the last checkpoint.
+                let seen = |wal: &Path| {
+                    std::fs::metadata(wal)
+                        .ok()
+                        .map(|m| (m.len(), m.modified().ok()))
+                };
+                let mut last = seen(&wal);
+                // Ends when the store (the sender) is dropped.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Self::EVERY)
+                {
+                    let now = seen(&wal);
+                    if now == last {
+                        continue;
+                    }
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Ok(()) => last = seen(&wal),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "WAL checkpoint failed; retrying later")
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -245,6 +318,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn)?;
         check_newest_key(&conn, &keys)?;
+        // The commit that fills the WAL past SQLite's threshold would run
+        // the checkpoint itself (two fsyncs, milliseconds) while holding the
+        // connection, in the middle of some request; the checkpointer's own
+        // connection does it instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
@@ -252,6 +331,7 @@ impl SqliteStore {
             wal: PathBuf::from(wal),
             flushed: Arc::default(),
             keys,
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -281,6 +361,35 @@ impl SqliteStore {
             f(&mut guard)
         };
         Box::pin(blocking(run))
+    }
+
+    /// [`SqliteStore::with_keys`] for a point statement (one row by its
+    /// key, no fsync): when the connection is free it runs right here, even
+    /// on an async runtime's thread, because the hop to the blocking pool
+    /// and back costs more than the statement. When another statement holds
+    /// the connection it queues on the blocking pool as usual, so a runtime
+    /// thread never waits for the lock, only for its own few microseconds
+    /// of SQLite (checkpoints, which fsync, run on their own thread; see
+    /// [`Checkpointer`]).
+    fn with_keys_quick<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Keyring) -> Result<T, StoreError> + Send + 'static,
+    {
+        let guard = match self.conn.try_lock() {
+            Ok(guard) => Some(guard),
+            // As in `with`: the connection survives a panic under the lock.
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match guard {
+            Some(mut guard) => {
+                let result = f(&mut guard, &self.keys);
+                drop(guard);
+                Box::pin(std::future::ready(result))
+            }
+            None => self.with_keys(f),
+        }
     }
 }
 
@@ -462,7 +571,7 @@ impl JobStore for SqliteStore {
         // One node per SQLite store: the server's guard counts the cap.
         let _ = cap;
         let flushed = self.flushed.clone();
-        self.with_keys(move |conn, keys| {
+        self.with_keys_quick(move |conn, keys| {
             // `synchronous` stays NORMAL: committed to the WAL in the page
             // cache, which outlives the process; `sync` flushes it.
             let created = insert(conn, keys, job)?;
@@ -486,7 +595,7 @@ impl JobStore for SqliteStore {
     }
 
     fn get(&self, id: Uuid) -> StoreFuture<'_, Option<JobRecord>> {
-        self.with_keys(move |conn, keys| get_job(conn, keys, &id.to_string()))
+        self.with_keys_quick(move |conn, keys| get_job(conn, keys, &id.to_string()))
     }
 
     fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<JobRecord>> {
@@ -512,7 +621,7 @@ impl JobStore for SqliteStore {
     }
 
     fn start(&self, id: Uuid, at: i64) -> StoreFuture<'_, Option<JobRecord>> {
-        self.with_keys(move |conn, keys| {
+        self.with_keys_quick(move |conn, keys| {
             let id = id.to_string();
             let changed = conn.execute(
                 "UPDATE jobs SET status = ?1, started_at = ?2 WHERE id = ?3 AND status = ?4",
@@ -537,7 +646,7 @@ impl JobStore for SqliteStore {
         outcome: Outcome,
         at: i64,
     ) -> StoreFuture<'_, bool> {
-        self.with_keys(move |conn, keys| {
+        self.with_keys_quick(move |conn, keys| {
             let id = id.to_string();
             let changed = conn.execute(
                 "UPDATE jobs SET status = ?1, outcome = ?2, finished_at = ?3 WHERE id = ?4 AND status = ?5",
@@ -655,7 +764,7 @@ impl JobStore for SqliteStore {
     }
 
     fn token(&self, id: String) -> StoreFuture<'_, Option<TokenRecord>> {
-        self.with(move |conn| security::token(conn, &id))
+        self.with_keys_quick(move |conn, _| security::token(conn, &id))
     }
 
     fn list_tokens(&self, tenant: Option<String>) -> StoreFuture<'_, Vec<TokenRecord>> {
