@@ -1248,3 +1248,43 @@ async fn functions_are_exported_and_erased_with_the_tenant(fx: Fixture) {
         1
     );
 }
+
+/// SQLite only: the WAL is checkpointed by the store's own thread, not by
+/// the commit that fills it. The database file takes the committed pages
+/// while nothing but inserts ran, and everything reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_moves_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = strictpy_store::SqliteStore::open(dir.path(), ring(KEY_1)).expect("open");
+    let db = dir.path().join(strictpy_store::DB_FILE);
+    let before = std::fs::metadata(&db).expect("db file").len();
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        let cap = JobCap {
+            budget_key: "b".into(),
+            limit: u32::MAX,
+        };
+        match store.create_capped_unsynced(new_job(None), cap).await {
+            Ok(Some(strictpy_store::Created::New(job))) => ids.push(job.id),
+            other => panic!("insert: {other:?}"),
+        }
+    }
+    // The commits above never checkpoint (autocheckpoint is off); the
+    // store's thread does within a few of its 200 ms rounds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let grown = loop {
+        let now = std::fs::metadata(&db).expect("db file").len();
+        if now > before || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        grown > before,
+        "the database file stayed at {before} bytes: nothing was checkpointed"
+    );
+    for id in ids {
+        let job = store.get(id).await.expect("get").expect("stored");
+        assert_eq!(job.id, id);
+    }
+}
