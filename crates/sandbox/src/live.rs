@@ -60,7 +60,7 @@ type Pending = [Option<(u64, u64)>; 2];
 
 /// A caller's function that takes every event at once, on the guest's
 /// thread, and never blocks ([`sink`]).
-pub type Sink = Arc<dyn Fn(LiveEvent) + Send + Sync>;
+type Sink = Arc<dyn Fn(LiveEvent) + Send + Sync>;
 
 /// Where a [`LiveTap`] sends its events.
 #[derive(Clone)]

@@ -223,13 +223,11 @@ impl Checkpointer {
     /// How often the WAL is looked at.
     const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-    fn start(path: &Path) -> Result<Self, StoreError> {
+    /// Starts the thread on the database `path`, whose WAL is `wal`.
+    fn start(path: &Path, wal: PathBuf) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("strictpy-checkpoint".into())
@@ -323,12 +321,13 @@ impl SqliteStore {
         // connection, in the middle of some request; the checkpointer's own
         // connection does it instead.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = Checkpointer::start(path)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let checkpointer = Checkpointer::start(path, wal.clone())?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            wal: PathBuf::from(wal),
+            wal,
             flushed: Arc::default(),
             keys,
             _checkpointer: Arc::new(checkpointer),

@@ -1265,7 +1265,7 @@ async fn the_checkpointer_moves_the_wal_into_the_database_file() {
             limit: u32::MAX,
         };
         match store.create_capped_unsynced(new_job(None), cap).await {
-            Ok(Some(strictpy_store::Created::New(job))) => ids.push(job.id),
+            Ok(Some(Created::New(job))) => ids.push(job.id),
             other => panic!("insert: {other:?}"),
         }
     }
