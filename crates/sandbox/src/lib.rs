@@ -36,7 +36,7 @@ use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe};
 
 pub use cache::LoadedFrom;
 pub use compiled::{CompileError, checksum};
-pub use live::{LiveEvent, LiveReceiver, LiveTap, StreamKind};
+pub use live::{LiveEvent, LiveTap, StreamKind};
 use output::CappedOutput;
 
 /// How often the epoch ticker advances the engine's epoch. Each tick lets every

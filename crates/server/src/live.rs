@@ -94,19 +94,17 @@ impl Feed {
     }
 
     /// Adds what the sandbox forwarded (or, for a mirror, what the owning
-    /// node published). A gap needs no entry: readers see the jump in
-    /// offsets. Bytes already taken are dropped, so a publisher replaying
-    /// its window for a new watcher repeats nothing here.
+    /// node published). A mirror that missed chunks needs no entry for
+    /// them: readers see the jump in offsets. Bytes already taken are
+    /// dropped, so a publisher replaying its window for a new watcher
+    /// repeats nothing here.
     pub fn push(&self, event: LiveEvent) {
-        let LiveEvent::Output {
+        let LiveEvent {
             stream,
             mut offset,
             mut data,
             truncated,
-        } = event
-        else {
-            return;
-        };
+        } = event;
         let mut inner = self.lock();
         if inner.closed {
             return;
@@ -394,7 +392,7 @@ mod tests {
     use super::*;
 
     fn out(offset: u64, data: &[u8]) -> LiveEvent {
-        LiveEvent::Output {
+        LiveEvent {
             stream: StreamKind::Stdout,
             offset,
             data: data.to_vec(),

@@ -118,7 +118,7 @@ pub fn on_live(state: &AppState, notice: LiveNotice) {
         LiveNotice::Open(id) => state.live.mirror_opened(id),
         LiveNotice::Chunk(c) => state.live.mirror_push(
             c.job,
-            LiveEvent::Output {
+            LiveEvent {
                 stream: if c.stderr {
                     StreamKind::Stderr
                 } else {
