@@ -90,21 +90,20 @@ impl LiveTap {
     }
 }
 
+/// A tap and what it received, for this crate's tests.
+#[cfg(test)]
+pub(crate) fn collecting() -> (LiveTap, Arc<std::sync::Mutex<Vec<LiveEvent>>>) {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tap = sink({
+        let got = got.clone();
+        move |e| got.lock().unwrap().push(e)
+    });
+    (tap, got)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
-
-    /// A tap and what it received.
-    fn collecting() -> (LiveTap, Arc<Mutex<Vec<LiveEvent>>>) {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let tap = sink({
-            let got = got.clone();
-            move |e| got.lock().unwrap().push(e)
-        });
-        (tap, got)
-    }
 
     #[test]
     fn a_sink_gets_every_event_in_order() {

@@ -171,11 +171,7 @@ mod tests {
 
     #[test]
     fn forwards_what_it_keeps_with_the_cut() {
-        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let tap = crate::live::sink({
-            let got = got.clone();
-            move |e| got.lock().unwrap().push(e)
-        });
+        let (tap, got) = crate::live::collecting();
         let out = CappedOutput::new(5).forwarding(Some(tap), StreamKind::Stdout);
         out.push(b"abc");
         out.push(b"defgh");
