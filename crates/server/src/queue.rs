@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState, now_ms,
-    workers::{JobQueue, RunningJob, Slot},
+    workers::{Handoff, JobQueue, Popped, RunningJob, Slot},
 };
 
 /// The job queue of a node.
@@ -75,13 +75,27 @@ impl Reservation<'_> {
             slot.push(id);
         }
     }
+
+    /// True when this promises an idle worker of this node
+    /// ([`Queue::reserve_handoff`]).
+    pub fn is_handoff(&self) -> bool {
+        matches!(self, Self::Memory(slot) if slot.is_handoff())
+    }
+
+    /// Passes a job stored `running` to the worker this promised.
+    pub fn hand_off(self, handoff: Handoff) {
+        if let Self::Memory(slot) = self {
+            slot.hand_off(handoff);
+        }
+    }
 }
 
 /// What a worker gets from [`Queue::next`].
 #[derive(Debug)]
 pub enum Next {
-    /// A job, already `running` and registered in `running_jobs`.
-    Job(Box<JobRecord>),
+    /// A job, already `running` and registered in `running_jobs` under
+    /// this cancel handle.
+    Job(Box<JobRecord>, RunningJob),
     /// Nothing to run this time (the job was cancelled while queued).
     Skip,
     /// The queue is closed: the worker ends.
@@ -119,7 +133,7 @@ impl DbQueue {
 
     /// Claims jobs until one is found or the queue closes, sleeping between
     /// tries until woken or the poll period passes.
-    async fn claim(&self, state: &AppState, running: &RunningJob) -> Next {
+    async fn claim(&self, state: &AppState, running: RunningJob) -> Next {
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
@@ -134,7 +148,7 @@ impl DbQueue {
                     state.running_jobs().insert(record.id, running.clone());
                     // There may be more: let another idle worker look.
                     self.wake.notify_one();
-                    return Next::Job(Box::new(record));
+                    return Next::Job(Box::new(record), running);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -167,6 +181,18 @@ impl Queue {
                 q.set_depth(queued);
                 Ok((queued < q.capacity as u64).then_some(Reservation::Database))
             }
+        }
+    }
+
+    /// Promises an idle worker of this node to a `wait: true` job, which
+    /// its request then stores `running` and hands over in memory (no
+    /// start to write, no read-back): `None` when no worker is free, or
+    /// when the queue is in the database, where only a claim (with its
+    /// lease) may start a job.
+    pub fn reserve_handoff(&self) -> Option<Reservation<'_>> {
+        match self {
+            Self::Memory(q) => q.try_reserve_handoff().map(Reservation::Memory),
+            Self::Database(_) => None,
         }
     }
 
@@ -225,11 +251,14 @@ impl Queue {
     /// The next job for a worker thread, blocking it until there is one.
     /// The job is registered in `running_jobs` under `running` before it
     /// can be cancelled by id.
-    pub fn next(&self, state: &AppState, running: &RunningJob) -> Next {
+    pub fn next(&self, state: &AppState, running: RunningJob) -> Next {
         match self {
             Self::Memory(q) => {
-                let Some(id) = q.pop() else {
-                    return Next::Closed;
+                let id = match q.pop() {
+                    None => return Next::Closed,
+                    // Stored `running`, and registered, by its request.
+                    Some(Popped::Started(h)) => return Next::Job(h.record, h.running),
+                    Some(Popped::Queued(id)) => id,
                 };
                 // Register before claiming, so a DELETE that finds the job
                 // running always finds its cancel handle too.
@@ -238,7 +267,7 @@ impl Queue {
                     state.runtime.block_on(state.store.start(id, now_ms()))
                 });
                 match started {
-                    Ok(Some(record)) => return Next::Job(Box::new(record)),
+                    Ok(Some(record)) => return Next::Job(Box::new(record), running),
                     Ok(None) => {} // Cancelled while queued.
                     Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
                 }

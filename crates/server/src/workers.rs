@@ -50,8 +50,35 @@ struct QueueInner {
     items: VecDeque<Uuid>,
     /// Slots promised to requests that are still writing their job.
     reserved: usize,
+    /// Jobs their requests stored `running` for an idle worker, which
+    /// workers take before any queued id (see [`JobQueue::try_reserve_handoff`]).
+    handoffs: VecDeque<Handoff>,
+    /// Hand-offs promised to requests that are still writing their job.
+    handoffs_reserved: usize,
+    /// Workers inside [`JobQueue::pop`] that have not taken anything yet.
+    idle: usize,
     /// Set at shutdown: workers stop taking jobs.
     closed: bool,
+}
+
+/// A job its request stored as `running` (a `wait: true` job that found a
+/// worker idle), handed to that worker in memory: the worker neither
+/// writes a start nor reads the job back.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The job as stored.
+    pub record: Box<JobRecord>,
+    /// Its cancel handle, in `running_jobs` since before the insert.
+    pub running: RunningJob,
+}
+
+/// What a worker takes from the queue.
+#[derive(Debug)]
+pub enum Popped {
+    /// A queued job's id: the worker starts it in the store.
+    Queued(Uuid),
+    /// A job already stored `running`.
+    Started(Handoff),
 }
 
 /// A promise of one place in the queue, taken before the job is stored so a
@@ -60,7 +87,9 @@ struct QueueInner {
 pub struct Slot<'a> {
     /// The queue the place is in.
     queue: &'a JobQueue,
-    /// True once [`Slot::push`] used it.
+    /// True for a promise of an idle worker ([`JobQueue::try_reserve_handoff`]).
+    handoff: bool,
+    /// True once [`Slot::push`] or [`Slot::hand_off`] used it.
     used: bool,
 }
 
@@ -90,6 +119,28 @@ impl JobQueue {
         inner.reserved += 1;
         Some(Slot {
             queue: self,
+            handoff: false,
+            used: false,
+        })
+    }
+
+    /// Promises an idle worker to a job about to be stored `running`, or
+    /// `None` unless a worker is idle that nothing queued, handed off or
+    /// promised yet will take. So a hand-off never passes a job queued
+    /// before it, and waits only when a request that reserved a queue
+    /// place after it stores its job first and takes the worker (then the
+    /// hand-off runs next, ahead of every queued id).
+    pub fn try_reserve_handoff(&self) -> Option<Slot<'_>> {
+        let mut inner = self.lock();
+        let promised =
+            inner.items.len() + inner.reserved + inner.handoffs.len() + inner.handoffs_reserved;
+        if inner.closed || inner.idle <= promised || promised >= self.capacity {
+            return None;
+        }
+        inner.handoffs_reserved += 1;
+        Some(Slot {
+            queue: self,
+            handoff: true,
             used: false,
         })
     }
@@ -101,18 +152,30 @@ impl JobQueue {
         self.ready.notify_one();
     }
 
-    /// Blocks until there is an id, or returns `None` once the queue is closed.
-    pub fn pop(&self) -> Option<Uuid> {
+    /// Blocks until there is a job, or returns `None` once the queue is
+    /// closed.
+    pub fn pop(&self) -> Option<Popped> {
         let mut inner = self.lock();
-        loop {
+        inner.idle += 1;
+        let popped = loop {
+            // A hand-off is stored `running` already: it is taken even
+            // after close, and shutdown's grace period covers it as it
+            // covers every running job. (One pushed after the last worker
+            // left is `running` in the store, which the next start's
+            // recovery fails, as it fails any job a stop interrupted.)
+            if let Some(handoff) = inner.handoffs.pop_front() {
+                break Some(Popped::Started(handoff));
+            }
             if inner.closed {
-                return None;
+                break None;
             }
             if let Some(id) = inner.items.pop_front() {
-                return Some(id);
+                break Some(Popped::Queued(id));
             }
             inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
-        }
+        };
+        inner.idle -= 1;
+        popped
     }
 
     /// Drops a cancelled job from the queue; true if it was there.
@@ -141,21 +204,49 @@ impl JobQueue {
 }
 
 impl Slot<'_> {
-    /// Uses the place for `id`.
+    /// True when this is the promise of an idle worker, for a job to be
+    /// stored `running` and passed on with [`Slot::hand_off`].
+    pub fn is_handoff(&self) -> bool {
+        self.handoff
+    }
+
+    /// Uses the place for queued job `id` (a hand-off promise, too, can
+    /// take a queued job).
     pub fn push(mut self, id: Uuid) {
         let mut inner = self.queue.lock();
-        inner.reserved -= 1;
+        self.release(&mut inner);
         inner.items.push_back(id);
         drop(inner);
-        self.used = true;
         self.queue.ready.notify_one();
+    }
+
+    /// Passes the job its request stored `running` to the promised worker.
+    pub fn hand_off(mut self, handoff: Handoff) {
+        let mut inner = self.queue.lock();
+        self.release(&mut inner);
+        inner.handoffs.push_back(handoff);
+        drop(inner);
+        self.queue.ready.notify_one();
+    }
+
+    /// Gives the promise back (once).
+    fn release(&mut self, inner: &mut QueueInner) {
+        if std::mem::replace(&mut self.used, true) {
+            return;
+        }
+        if self.handoff {
+            inner.handoffs_reserved -= 1;
+        } else {
+            inner.reserved -= 1;
+        }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.used {
-            self.queue.lock().reserved -= 1;
+            let queue = self.queue;
+            self.release(&mut queue.lock());
         }
     }
 }
@@ -208,9 +299,8 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     // rather than hopping to the blocking pool and back.
     strictpy_store::run_statements_inline();
     loop {
-        let running = RunningJob::default();
-        match state.queue.next(&state, &running) {
-            Next::Job(record) => {
+        match state.queue.next(&state, RunningJob::default()) {
+            Next::Job(record, running) => {
                 let id = record.id;
                 execute(&state, &sandbox, *record, &running);
                 state.running_jobs().remove(&id);
@@ -491,5 +581,113 @@ impl Drop for Waiter<'_> {
             map.remove(&self.id);
         }
         drop(mine);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strictpy_store::JobSpec;
+
+    use super::*;
+
+    /// A running job `id`, as a request would hand it off.
+    fn handoff(id: Uuid) -> Handoff {
+        let spec = JobSpec {
+            code: "print(1)".into(),
+            stdin: String::new(),
+            context: None,
+            allow: Vec::new(),
+            allowlist: Default::default(),
+            limits: Default::default(),
+            seed: None,
+            function: None,
+        };
+        let record = JobRecord {
+            id,
+            tenant: "t".into(),
+            token_id: None,
+            idempotency_key: None,
+            request_hash: "h".into(),
+            status: JobStatus::Running,
+            created_at: 1,
+            started_at: Some(1),
+            finished_at: None,
+            spec,
+            outcome: None,
+            callback: None,
+        };
+        Handoff {
+            record: Box::new(record),
+            running: RunningJob::default(),
+        }
+    }
+
+    /// Blocks until `count` workers wait in `queue.pop`.
+    fn until_idle(queue: &JobQueue, count: usize) {
+        while queue.lock().idle != count {
+            std::thread::yield_now();
+        }
+    }
+
+    /// The id of what `pop` gave, and whether it was handed off.
+    fn taken(popped: Option<Popped>) -> Option<(Uuid, bool)> {
+        popped.map(|p| match p {
+            Popped::Queued(id) => (id, false),
+            Popped::Started(h) => (h.record.id, true),
+        })
+    }
+
+    #[test]
+    fn a_handoff_is_promised_only_a_worker_nothing_else_will_take() {
+        let queue = JobQueue::new(8);
+        assert!(queue.try_reserve_handoff().is_none(), "no worker waits");
+        let id = Uuid::now_v7();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| taken(queue.pop()));
+            until_idle(&queue, 1);
+            let promise = queue.try_reserve_handoff().expect("one idle worker");
+            assert!(promise.is_handoff());
+            assert!(queue.try_reserve_handoff().is_none(), "already promised");
+            drop(promise);
+            let queued = queue.try_reserve().expect("a queue place");
+            assert!(
+                queue.try_reserve_handoff().is_none(),
+                "the worker is the queued job's"
+            );
+            drop(queued);
+            queue
+                .try_reserve_handoff()
+                .expect("given back")
+                .hand_off(handoff(id));
+            assert_eq!(worker.join().expect("worker"), Some((id, true)));
+        });
+        let inner = queue.lock();
+        assert_eq!(
+            (inner.idle, inner.reserved, inner.handoffs_reserved),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn workers_take_handoffs_first_and_even_after_close() {
+        let queue = JobQueue::new(8);
+        // As if a worker waited, then took a queued job first (the race
+        // `try_reserve_handoff` describes).
+        queue.lock().idle = 1;
+        let promise = queue.try_reserve_handoff().expect("promised");
+        queue.lock().idle = 0;
+        let (first, second, third) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        queue.try_reserve().expect("place").push(first);
+        promise.hand_off(handoff(second));
+        assert_eq!(taken(queue.pop()), Some((second, true)));
+        assert_eq!(taken(queue.pop()), Some((first, false)));
+        queue.lock().idle = 1;
+        let late = queue.try_reserve_handoff().expect("promised");
+        queue.lock().idle = 0;
+        queue.close();
+        assert!(queue.try_reserve_handoff().is_none(), "closed");
+        late.hand_off(handoff(third));
+        assert_eq!(taken(queue.pop()), Some((third, true)), "already running");
+        assert_eq!(taken(queue.pop()), None);
     }
 }

@@ -354,6 +354,21 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn create_capped_unsynced(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
         self.create_capped(job, cap)
     }
+    /// [`JobStore::create_capped_unsynced`] for a `wait: true` job that a
+    /// worker of this very process takes straight from the request, with no
+    /// capped count (one process counts its own caps): the job is stored
+    /// `running` since `started_at`, so it needs no [`JobStore::start`], one
+    /// write fewer. Only a store that one process uses (`postgres()` is
+    /// `None`) can do this: on a shared store a running job belongs to a
+    /// node under a lease, which only a claim takes. The default refuses.
+    fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
+        let _ = (job, started_at);
+        Box::pin(async {
+            Err(StoreError::Config(
+                "this store hands running jobs out only through a claim".into(),
+            ))
+        })
+    }
     /// Makes every commit so far survive a power loss: what
     /// [`JobStore::create_capped_unsynced`] left to the page cache is
     /// flushed. Nothing to do by default (every commit already is).

@@ -242,15 +242,29 @@ pub(crate) fn new_callback(job: &NewJob) -> Option<Callback> {
 
 /// The record of `job` as inserted: queued, with `callback`.
 pub(crate) fn queued_record(job: NewJob, callback: Option<Callback>) -> JobRecord {
+    new_record(job, callback, None)
+}
+
+/// The record of a job just inserted: `queued`, or `running` since
+/// `started_at` when that is set.
+pub(crate) fn new_record(
+    job: NewJob,
+    callback: Option<Callback>,
+    started_at: Option<i64>,
+) -> JobRecord {
     JobRecord {
         id: job.id,
         tenant: job.tenant,
         token_id: job.token_id,
         idempotency_key: job.idempotency_key,
         request_hash: job.request_hash,
-        status: JobStatus::Queued,
+        status: if started_at.is_some() {
+            JobStatus::Running
+        } else {
+            JobStatus::Queued
+        },
         created_at: job.created_at,
-        started_at: None,
+        started_at,
         finished_at: None,
         spec: job.spec,
         outcome: None,

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::rows::{
-    self, COLUMNS, Columns, Value, bad_column, final_statuses, new_callback, now_ms, parse_id,
-    pending_only, queued_record, seal_json, to_json,
+    self, COLUMNS, Columns, Value, bad_column, final_statuses, new_callback, new_record, now_ms,
+    parse_id, pending_only, seal_json, to_json,
 };
 use crate::{
     AuditQuery, AuditRecord, Callback, CompiledForm, Created, Erased, FunctionPut, FunctionQuery,
@@ -518,26 +518,41 @@ fn query_jobs(
 /// One write statement, no read before it: a second connection on the same
 /// file (another process) cannot slip a job in between.
 fn insert(conn: &mut Connection, keys: &Keyring, job: NewJob) -> Result<Created, StoreError> {
+    insert_as(conn, keys, job, None)
+}
+
+/// [`insert`], as `running` since `started_at` when that is set.
+fn insert_as(
+    conn: &mut Connection,
+    keys: &Keyring,
+    job: NewJob,
+    started_at: Option<i64>,
+) -> Result<Created, StoreError> {
     let id = job.id.to_string();
     let callback = new_callback(&job);
+    let status = match started_at {
+        Some(_) => JobStatus::Running,
+        None => JobStatus::Queued,
+    };
     let inserted = conn.execute(
-        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, spec, callback, token_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, spec, callback, token_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (tenant, idempotency_key) DO NOTHING",
         params![
             id,
             job.tenant,
             job.idempotency_key,
             job.request_hash,
-            JobStatus::Queued.as_str(),
+            status.as_str(),
             job.created_at,
+            started_at,
             seal_json(keys, "spec", &id, &job.spec)?,
             callback.as_ref().map(to_json).transpose()?,
             job.token_id,
         ],
     )?;
     if inserted == 1 {
-        return Ok(Created::New(queued_record(job, callback)));
+        return Ok(Created::New(new_record(job, callback, started_at)));
     }
     let existing = query_jobs(
         conn,
@@ -578,6 +593,18 @@ impl JobStore for SqliteStore {
                 flushed.written.fetch_add(1, Ordering::SeqCst);
             }
             Ok(Some(created))
+        })
+    }
+
+    fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
+        let flushed = self.flushed.clone();
+        self.with_keys_quick(move |conn, keys| {
+            // As in `create_capped_unsynced`: in the WAL, fsynced by `sync`.
+            let created = insert_as(conn, keys, job, Some(started_at))?;
+            if matches!(created, Created::New(_)) {
+                flushed.written.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(created)
         })
     }
 

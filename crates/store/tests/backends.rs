@@ -162,6 +162,7 @@ backends!(
     stored_rows_that_do_not_decode_are_corrupt,
     queued_ahead_counts_every_tenants_older_queued_jobs,
     unsynced_inserts_commit_and_sync,
+    jobs_stored_running_skip_the_start_where_one_process_owns_the_store,
     functions_versions_conflicts_and_deletes,
     function_code_is_sealed_and_compiled_forms_are_checked,
     functions_are_exported_and_erased_with_the_tenant,
@@ -226,6 +227,51 @@ async fn unsynced_inserts_commit_and_sync(fx: Fixture) {
     let b = store.get(b).await.expect("get").expect("stored");
     assert_eq!(b.status, JobStatus::Succeeded);
     assert_eq!(b.finished_at, Some(3));
+}
+
+/// A `wait: true` job handed straight to an idle worker is inserted
+/// `running` (`create_running_unsynced`): it reads back running with its
+/// start time, is not in the queue, cannot be started again, finishes like
+/// any running job, a replay of its key returns it, and a restart's
+/// recovery fails it if it never finished. A store several nodes share
+/// refuses: there a running job is always a node's claim.
+async fn jobs_stored_running_skip_the_start_where_one_process_owns_the_store(fx: Fixture) {
+    let store = fx.open().await;
+    let created = store.create_running_unsynced(new_job(Some("r")), 5).await;
+    if store.postgres().is_some() {
+        let refused = created.expect_err("a shared store refuses");
+        assert!(matches!(refused, StoreError::Config(_)), "{refused:?}");
+        return;
+    }
+    let Ok(Created::New(a)) = created else {
+        panic!("a new job, not {created:?}");
+    };
+    assert_eq!((a.status, a.started_at), (JobStatus::Running, Some(5)));
+    let read = store.get(a.id).await.expect("get").expect("stored");
+    assert_eq!(read, a, "what the insert returned is what was stored");
+    assert!(store.start(a.id, 6).await.expect("start").is_none());
+    let replay = store.create_running_unsynced(new_job(Some("r")), 7).await;
+    assert!(
+        matches!(&replay, Ok(Created::Existing(j)) if j.id == a.id),
+        "{replay:?}"
+    );
+    let b = match store.create_running_unsynced(new_job(None), 8).await {
+        Ok(Created::New(b)) => b,
+        other => panic!("a new job, not {other:?}"),
+    };
+    let done = store.finish(a.id, JobStatus::Succeeded, failed("x"), 9);
+    assert!(done.await.expect("finish"));
+    store.sync().await.expect("sync");
+    drop(store);
+
+    let store = fx.open().await;
+    let recovered = store.recover(failed("stopped"), 10).await.expect("recover");
+    assert_eq!(recovered.interrupted, vec![b.id]);
+    assert!(recovered.queued.is_empty(), "{:?}", recovered.queued);
+    let a = store.get(a.id).await.expect("get").expect("stored");
+    assert_eq!((a.status, a.finished_at), (JobStatus::Succeeded, Some(9)));
+    let b = store.get(b.id).await.expect("get").expect("stored");
+    assert_eq!((b.status, b.finished_at), (JobStatus::Failed, Some(10)));
 }
 
 async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {

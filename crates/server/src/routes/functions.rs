@@ -728,7 +728,7 @@ pub async fn invoke_function(
     let prepared = Prepared::new(spec, req.callback_url, req.idempotency_key);
     // Waiting from before the insert on, so the finish hands its record over.
     let waiter = req.wait.then(|| state.waiter(prepared.id));
-    let (job, replayed) = submit(&state, &who, prepared).await?;
+    let (job, replayed) = submit(&state, &who, prepared, req.wait).await?;
     if !replayed {
         state.audit.record(
             who.event("function_invoked")

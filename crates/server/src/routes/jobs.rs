@@ -262,7 +262,7 @@ pub async fn create_job(
     let prepared = prepare(&state, &who, req).await?;
     // Waiting from before the insert on, so the finish hands its record over.
     let waiter = wait.then(|| state.waiter(prepared.id));
-    let (job, replayed) = submit(&state, &who, prepared).await?;
+    let (job, replayed) = submit(&state, &who, prepared, wait).await?;
     answer(&state, waiter, job, replayed, wait).await
 }
 
@@ -309,7 +309,7 @@ pub async fn create_batch(
                 .with_details(json!({ "field": "wait" })));
             }
             let prepared = prepare(&state, &who, req).await?;
-            submit(&state, &who, prepared).await
+            submit(&state, &who, prepared, false).await
         }
         .await;
         items.push(match result {
