@@ -248,10 +248,13 @@ pub async fn submit(
     match created {
         Created::New(job) => {
             match running {
-                Some(running) => slot.hand_off(Handoff {
-                    record: Box::new(job.clone()),
-                    running,
-                }),
+                Some(running) => {
+                    slot.hand_off(Handoff {
+                        record: Box::new(job.clone()),
+                        running,
+                    });
+                    state.metrics.handed_off.inc();
+                }
                 None => slot.push(job.id),
             }
             state.metrics.submitted.inc();

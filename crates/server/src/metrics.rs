@@ -39,6 +39,9 @@ pub struct Metrics {
     registry: Registry,
     /// Jobs accepted (not counting idempotent replays).
     pub submitted: Counter,
+    /// `wait: true` jobs stored `running` and handed straight to an idle
+    /// worker, skipping the queue (a subset of `submitted`).
+    pub handed_off: Counter,
     /// Jobs that reached a final status.
     pub finished: Family<JobLabels, Counter>,
     /// Jobs waiting for a worker; set on every scrape.
@@ -81,6 +84,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("strictpy");
         let submitted = Counter::default();
+        let handed_off = Counter::default();
         let finished = Family::<JobLabels, Counter>::default();
         let queue_depth = Gauge::default();
         let running = Gauge::default();
@@ -126,6 +130,11 @@ impl Metrics {
         );
         registry.register("jobs_submitted", "Jobs accepted", submitted.clone());
         registry.register(
+            "jobs_handed_off",
+            "wait: true jobs stored running and handed straight to an idle worker",
+            handed_off.clone(),
+        );
+        registry.register(
             "jobs_finished",
             "Jobs that reached a final status, by status and verdict",
             finished.clone(),
@@ -162,6 +171,7 @@ impl Metrics {
         Self {
             registry,
             submitted,
+            handed_off,
             finished,
             queue_depth,
             running,

@@ -68,6 +68,25 @@ impl Process {
             .expect("json")
     }
 
+    /// The id of the one running job, once there is one.
+    async fn only_running(&self, client: &reqwest::Client) -> String {
+        for _ in 0..600 {
+            let list: Value = client
+                .get(format!("{}/v1/jobs?status=running", self.base))
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            if let Some(id) = list["jobs"][0]["id"].as_str() {
+                return id.to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no job started running");
+    }
+
     /// Polls until `done` holds (bounded, so a broken server fails the test).
     async fn until(
         &self,
@@ -151,16 +170,19 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
     let store_url = backend.fresh_url();
     let mut first = Process::start_on(dir.path(), store_url.as_deref());
     let client = super::admin_client(dir.path());
-    let spinning = first
-        .post(
-            &client,
-            json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}}),
-        )
-        .await;
-    let spinning = id(&spinning);
-    first
-        .until(&client, &spinning, |j| j["status"] == "running")
-        .await;
+    // A client waiting on a spinning job: on SQLite the idle worker is
+    // handed the job stored `running` (it never was `queued`), on Postgres
+    // a worker claims it. The kill must leave it recoverable either way.
+    let spin =
+        json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}, "wait": true});
+    let waiting_client = tokio::spawn({
+        let sent = client
+            .post(format!("{}/v1/jobs", first.base))
+            .json(&spin)
+            .send();
+        async move { sent.await.is_ok() }
+    });
+    let spinning = first.only_running(&client).await;
     let mut waiting = Vec::new();
     for n in 0..3 {
         let job = first
@@ -173,6 +195,8 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
     drop(first);
+    let answered = waiting_client.await.expect("the waiting client");
+    assert!(!answered, "the spinning job's client got an answer");
 
     let second = Process::start_on(dir.path(), store_url.as_deref());
     let interrupted = second.get(&client, &spinning).await;

@@ -270,6 +270,84 @@ async fn two_jobs_back_to_back_share_no_state() {
     s.stop().await;
 }
 
+/// The value of counter `name` in `/metrics`.
+async fn counter(s: &TestServer, name: &str) -> u64 {
+    let metrics = s.call("GET", "/metrics", None).await;
+    metrics
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}: {}", metrics.text))
+}
+
+/// Polls job listings until one job of `status` shows; returns its id.
+async fn one_with_status(s: &TestServer, status: &str) -> String {
+    for _ in 0..500 {
+        let list = s
+            .call("GET", &format!("/v1/jobs?status={status}"), None)
+            .await;
+        if let Some(id) = list.json["jobs"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no {status} job showed");
+}
+
+/// A `wait: true` job that finds the worker idle is handed to it (on
+/// SQLite; on Postgres only a claim starts a job), can be cancelled while
+/// it runs like any running job, and one that finds the worker busy waits
+/// in the queue, `queued`, until the worker is free.
+async fn wait_true_goes_straight_to_an_idle_worker_and_queues_behind_a_busy_one(backend: Backend) {
+    const HANDED: &str = "strictpy_jobs_handed_off_total";
+    let s = TestServer::start_on(backend, |c| c.workers = 1).await;
+    let direct = s
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"code": "print('a')", "wait": true})),
+        )
+        .await;
+    assert_eq!(direct.status, StatusCode::OK, "{}", direct.text);
+    assert_eq!(direct.json["stdout"], "a\n");
+    assert!(direct.json["started_at"].is_string(), "{}", direct.text);
+    let handed = u64::from(backend == Backend::Sqlite);
+    assert_eq!(counter(&s, HANDED).await, handed);
+
+    // Cancelled while it runs, as a queued-then-started job would be.
+    let spin = json!({"code": SPIN, "limits": {"timeout_ms": 30000}, "wait": true});
+    let (spun, ()) = tokio::join!(s.call("POST", "/v1/jobs", Some(spin)), async {
+        let id = one_with_status(&s, "running").await;
+        let stopped = s.call("DELETE", &format!("/v1/jobs/{id}"), None).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
+    });
+    assert_eq!(spun.status, StatusCode::OK, "{}", spun.text);
+    assert_eq!(spun.json["status"], "cancelled", "{}", spun.text);
+    assert_eq!(counter(&s, HANDED).await, 2 * handed);
+
+    // Behind a busy worker a waiting job is queued like any other.
+    let busy = s
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"code": SPIN, "limits": {"timeout_ms": 30000}})),
+        )
+        .await;
+    assert_eq!(busy.status, StatusCode::ACCEPTED);
+    let busy_id = busy.json["id"].as_str().expect("id").to_owned();
+    s.until(&busy_id, |j| j["status"] == "running").await;
+    let behind = json!({"code": "print('b')", "wait": true});
+    let (waited, ()) = tokio::join!(s.call("POST", "/v1/jobs", Some(behind)), async {
+        one_with_status(&s, "queued").await;
+        let stopped = s.call("DELETE", &format!("/v1/jobs/{busy_id}"), None).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
+    });
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.text);
+    assert_eq!(waited.json["stdout"], "b\n", "{}", waited.text);
+    assert_eq!(counter(&s, HANDED).await, 2 * handed);
+    s.stop().await;
+}
+
 async fn cancel_queued_and_running_backpressure_and_liveness_with_busy_workers(backend: Backend) {
     let s = TestServer::start_on(backend, |c| {
         c.workers = 1;
@@ -630,5 +708,6 @@ on_both_backends!(
     wait_true_answers_200_with_the_finished_job,
     without_wait_the_job_is_queued_with_202_and_then_finishes,
     cancel_queued_and_running_backpressure_and_liveness_with_busy_workers,
+    wait_true_goes_straight_to_an_idle_worker_and_queues_behind_a_busy_one,
     batch_validates_each_item_and_idempotency_returns_the_original,
 );
