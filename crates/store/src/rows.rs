@@ -245,6 +245,15 @@ pub(crate) fn queued_record(job: NewJob, callback: Option<Callback>) -> JobRecor
     new_record(job, callback, None)
 }
 
+/// The status a job is inserted with: `running` when it has a start time
+/// (handed straight to a worker), else `queued`.
+pub(crate) fn inserted_status(started_at: Option<i64>) -> JobStatus {
+    match started_at {
+        Some(_) => JobStatus::Running,
+        None => JobStatus::Queued,
+    }
+}
+
 /// The record of a job just inserted: `queued`, or `running` since
 /// `started_at` when that is set.
 pub(crate) fn new_record(
@@ -258,11 +267,7 @@ pub(crate) fn new_record(
         token_id: job.token_id,
         idempotency_key: job.idempotency_key,
         request_hash: job.request_hash,
-        status: if started_at.is_some() {
-            JobStatus::Running
-        } else {
-            JobStatus::Queued
-        },
+        status: inserted_status(started_at),
         created_at: job.created_at,
         started_at,
         finished_at: None,

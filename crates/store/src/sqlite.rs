@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::rows::{
-    self, COLUMNS, Columns, Value, bad_column, final_statuses, new_callback, new_record, now_ms,
-    parse_id, pending_only, seal_json, to_json,
+    self, COLUMNS, Columns, Value, bad_column, final_statuses, inserted_status, new_callback,
+    new_record, now_ms, parse_id, pending_only, seal_json, to_json,
 };
 use crate::{
     AuditQuery, AuditRecord, Callback, CompiledForm, Created, Erased, FunctionPut, FunctionQuery,
@@ -370,6 +370,21 @@ impl SqliteStore {
     /// thread never waits for the lock, only for its own few microseconds
     /// of SQLite (checkpoints, which fsync, run on their own thread; see
     /// [`Checkpointer`]).
+    /// The insert of both unsynced creates, queued or (with `started_at`)
+    /// `running`. `synchronous` stays NORMAL: committed to the WAL in the
+    /// page cache, which outlives the process; [`JobStore::sync`] flushes
+    /// it.
+    fn insert_unsynced(&self, job: NewJob, started_at: Option<i64>) -> StoreFuture<'_, Created> {
+        let flushed = self.flushed.clone();
+        self.with_keys_quick(move |conn, keys| {
+            let created = insert_as(conn, keys, job, started_at)?;
+            if matches!(created, Created::New(_)) {
+                flushed.written.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(created)
+        })
+    }
+
     fn with_keys_quick<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
@@ -530,10 +545,7 @@ fn insert_as(
 ) -> Result<Created, StoreError> {
     let id = job.id.to_string();
     let callback = new_callback(&job);
-    let status = match started_at {
-        Some(_) => JobStatus::Running,
-        None => JobStatus::Queued,
-    };
+    let status = inserted_status(started_at);
     let inserted = conn.execute(
         "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, spec, callback, token_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -584,28 +596,12 @@ impl JobStore for SqliteStore {
     ) -> StoreFuture<'_, Option<Created>> {
         // One node per SQLite store: the server's guard counts the cap.
         let _ = cap;
-        let flushed = self.flushed.clone();
-        self.with_keys_quick(move |conn, keys| {
-            // `synchronous` stays NORMAL: committed to the WAL in the page
-            // cache, which outlives the process; `sync` flushes it.
-            let created = insert(conn, keys, job)?;
-            if matches!(created, Created::New(_)) {
-                flushed.written.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(Some(created))
-        })
+        let created = self.insert_unsynced(job, None);
+        Box::pin(async move { created.await.map(Some) })
     }
 
     fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
-        let flushed = self.flushed.clone();
-        self.with_keys_quick(move |conn, keys| {
-            // As in `create_capped_unsynced`: in the WAL, fsynced by `sync`.
-            let created = insert_as(conn, keys, job, Some(started_at))?;
-            if matches!(created, Created::New(_)) {
-                flushed.written.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(created)
-        })
+        self.insert_unsynced(job, Some(started_at))
     }
 
     fn sync(&self) -> StoreFuture<'_, ()> {
