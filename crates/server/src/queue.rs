@@ -196,6 +196,20 @@ impl Queue {
         }
     }
 
+    /// Counts the calling worker, which just stored its job's end, idle
+    /// for the next job before it wakes that job's clients
+    /// ([`JobQueue::idle_from_now`]); true if it did (in memory: the
+    /// database queue promises no workers).
+    pub fn idle_from_now(&self) -> bool {
+        match self {
+            Self::Memory(q) => {
+                q.idle_from_now();
+                true
+            }
+            Self::Database(_) => false,
+        }
+    }
+
     /// Queues a job found in the store at start-up (in memory only: in the
     /// database it is still queued where it is).
     pub fn push_recovered(&self, id: Uuid) {
@@ -250,11 +264,12 @@ impl Queue {
 
     /// The next job for a worker thread, blocking it until there is one.
     /// The job is registered in `running_jobs` under `running` before it
-    /// can be cancelled by id.
-    pub fn next(&self, state: &AppState, running: RunningJob) -> Next {
+    /// can be cancelled by id. `counted`: the worker already counted
+    /// itself idle ([`Queue::idle_from_now`]).
+    pub fn next(&self, state: &AppState, running: RunningJob, counted: bool) -> Next {
         match self {
             Self::Memory(q) => {
-                let id = match q.pop() {
+                let id = match q.pop(counted) {
                     None => return Next::Closed,
                     // Stored `running`, and registered, by its request.
                     Some(Popped::Started(h)) => return Next::Job(h.record, h.running),

@@ -152,11 +152,23 @@ impl JobQueue {
         self.ready.notify_one();
     }
 
+    /// Counts the calling worker idle from now on, before it wakes the
+    /// clients of the job it just finished: a client that sends its next
+    /// `wait: true` job the moment it has its answer then finds the worker
+    /// free for a hand-off. The worker's next [`JobQueue::pop`] (with
+    /// `counted`) takes this count over.
+    pub fn idle_from_now(&self) {
+        self.lock().idle += 1;
+    }
+
     /// Blocks until there is a job, or returns `None` once the queue is
-    /// closed.
-    pub fn pop(&self) -> Option<Popped> {
+    /// closed. `counted`: the worker already counted itself idle
+    /// ([`JobQueue::idle_from_now`]).
+    pub fn pop(&self, counted: bool) -> Option<Popped> {
         let mut inner = self.lock();
-        inner.idle += 1;
+        if !counted {
+            inner.idle += 1;
+        }
         let popped = loop {
             // A hand-off is stored `running` already: it is taken even
             // after close, and shutdown's grace period covers it as it
@@ -298,11 +310,16 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     // This thread blocks on every job anyway: SQLite statements run here
     // rather than hopping to the blocking pool and back.
     strictpy_store::run_statements_inline();
+    // Whether this worker already counted itself idle for its next job.
+    let mut counted = false;
     loop {
-        match state.queue.next(&state, RunningJob::default()) {
+        match state
+            .queue
+            .next(&state, RunningJob::default(), std::mem::take(&mut counted))
+        {
             Next::Job(record, running) => {
                 let id = record.id;
-                execute(&state, &sandbox, *record, &running);
+                counted = execute(&state, &sandbox, *record, &running);
                 state.running_jobs().remove(&id);
             }
             Next::Skip => {}
@@ -311,7 +328,9 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
     }
 }
 
-fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) {
+/// Runs one job and stores its end. Returns whether the worker counted
+/// itself idle for the next job ([`crate::queue::Queue::idle_from_now`]).
+fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) -> bool {
     state.metrics.running.inc();
     let spec = &record.spec;
     // The sandbox pushes output straight into this job's feed for
@@ -368,11 +387,14 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         state.queue.finish(state, id, status, &outcome, at)
     });
     state.live.close(id);
+    // Free for the next job before its clients hear of this one's end.
+    let counted = state.queue.idle_from_now();
     match finished {
         Ok(true) => state.job_finished(&record, status, &outcome, at),
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
         Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
     }
+    counted
 }
 
 /// Runs the store operation `op` on job `id` from a worker thread, again and
@@ -643,7 +665,7 @@ mod tests {
         assert!(queue.try_reserve_handoff().is_none(), "no worker waits");
         let id = Uuid::now_v7();
         std::thread::scope(|scope| {
-            let worker = scope.spawn(|| taken(queue.pop()));
+            let worker = scope.spawn(|| taken(queue.pop(false)));
             until_idle(&queue, 1);
             let promise = queue.try_reserve_handoff().expect("one idle worker");
             assert!(promise.is_handoff());
@@ -679,15 +701,33 @@ mod tests {
         let (first, second, third) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         queue.try_reserve().expect("place").push(first);
         promise.hand_off(handoff(second));
-        assert_eq!(taken(queue.pop()), Some((second, true)));
-        assert_eq!(taken(queue.pop()), Some((first, false)));
+        assert_eq!(taken(queue.pop(false)), Some((second, true)));
+        assert_eq!(taken(queue.pop(false)), Some((first, false)));
         queue.lock().idle = 1;
         let late = queue.try_reserve_handoff().expect("promised");
         queue.lock().idle = 0;
         queue.close();
         assert!(queue.try_reserve_handoff().is_none(), "closed");
         late.hand_off(handoff(third));
-        assert_eq!(taken(queue.pop()), Some((third, true)), "already running");
-        assert_eq!(taken(queue.pop()), None);
+        assert_eq!(
+            taken(queue.pop(false)),
+            Some((third, true)),
+            "already running"
+        );
+        assert_eq!(taken(queue.pop(false)), None);
+    }
+
+    #[test]
+    fn a_worker_finishing_a_job_is_promised_before_it_pops() {
+        let queue = JobQueue::new(8);
+        assert!(queue.try_reserve_handoff().is_none(), "busy");
+        queue.idle_from_now();
+        let id = Uuid::now_v7();
+        queue
+            .try_reserve_handoff()
+            .expect("free once its job is stored")
+            .hand_off(handoff(id));
+        assert_eq!(taken(queue.pop(true)), Some((id, true)));
+        assert_eq!(queue.lock().idle, 0, "the pop took the count over");
     }
 }
