@@ -519,6 +519,18 @@ impl Sandbox {
 
     /// Like [`Sandbox::run`], with a cancel handle, also reporting phases.
     pub fn run_with(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases) {
+        let (outcome, phases, spent) = self.run_deferred(job, cancel);
+        drop(spent);
+        (outcome, phases)
+    }
+
+    /// Like [`Sandbox::run_with`], but hands back the finished job's
+    /// instance as a [`Spent`] instead of dropping it. Dropping it resets
+    /// the pool slot, which costs about as much CPU as a hello job's run: a
+    /// caller with an answer to deliver delivers it first and drops the
+    /// [`Spent`] after, so the reset overlaps the answer's trip to its
+    /// client instead of delaying it.
+    pub fn run_deferred(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases, Spent) {
         thread_local! {
             // One small current-thread runtime per OS thread drives the async
             // WASI calls and the host-side deadline timer.
@@ -526,10 +538,11 @@ impl Sandbox {
                 tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
         }
         RUNTIME.with(|rt| match rt {
-            Some(rt) => rt.block_on(self.run_async(job, cancel)),
+            Some(rt) => rt.block_on(self.run_spent(job, cancel)),
             None => (
                 verdict::internal("cannot start the job runtime", Default::default()),
                 Phases::default(),
+                Spent(None),
             ),
         })
     }
@@ -537,6 +550,13 @@ impl Sandbox {
     /// Runs one job. Every failure, trap or limit becomes part of the
     /// [`Outcome`]; this never panics on anything the guest does.
     pub async fn run_async(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases) {
+        let (outcome, phases, spent) = self.run_spent(job, cancel).await;
+        drop(spent);
+        (outcome, phases)
+    }
+
+    /// [`Sandbox::run_async`], handing back the spent instance.
+    async fn run_spent(&self, job: &Job, cancel: &CancelHandle) -> (Outcome, Phases, Spent) {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(job.limits.timeout_ms);
         let cap = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
@@ -548,6 +568,7 @@ impl Sandbox {
                 return (
                     verdict::internal(&msg, Default::default()),
                     Phases::default(),
+                    Spent(None),
                 );
             }
         };
@@ -577,6 +598,7 @@ impl Sandbox {
             return (
                 verdict::internal("cannot set fuel", Default::default()),
                 Phases::default(),
+                Spent(None),
             );
         }
         store.set_epoch_deadline(1);
@@ -635,23 +657,45 @@ impl Sandbox {
         if self.fuel_metering {
             phases.run_fuel = consumed.saturating_sub(phases.init_fuel);
         }
-        let state = store.into_data();
+        // Read what the verdict needs and keep the store: dropping it is
+        // the slot reset, which the caller may defer (see `Spent`).
+        let state = store.data_mut();
+        let (guest_verdict, denied, peak) = (
+            state.verdict.take(),
+            state.limiter.denied,
+            state.limiter.peak,
+        );
         let (out, out_cut) = stdout.take();
         let (err, err_cut) = stderr.take();
         let outcome = verdict::decide(verdict::Ending {
             stop,
-            verdict: state.verdict,
-            memory_denied: state.limiter.denied,
+            verdict: guest_verdict,
+            memory_denied: denied,
             limits: job.limits,
             stdout: (out, out_cut),
             stderr: (err, err_cut),
             usage: strictpy_types::Usage {
                 fuel_consumed: consumed,
                 wall_time_ms: round_ms(started.elapsed()),
-                memory_peak_bytes: state.limiter.peak as u64,
+                memory_peak_bytes: peak as u64,
             },
         });
-        (outcome, phases)
+        (outcome, phases, Spent(Some(store)))
+    }
+}
+
+/// A finished job's instance, still holding its pool slot (with a pool) and
+/// its memory. Dropping it frees both; with a pool that is the slot reset,
+/// where wasmtime copies the snapshot back over every page the job wrote.
+/// Nothing in it is reachable from outside: it exists only to choose when
+/// that cost is paid (see [`Sandbox::run_deferred`]). While it lives, the
+/// slot counts as taken, so a caller holds at most one per worker.
+#[must_use = "dropping a Spent is the slot reset; drop it once the answer is delivered"]
+pub struct Spent(Option<Store<JobState>>);
+
+impl std::fmt::Debug for Spent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Spent").field(&self.0.is_some()).finish()
     }
 }
 

@@ -127,3 +127,26 @@ fn the_memory_cap_holds_in_a_reused_slot_and_the_slot_recovers() {
         );
     }
 }
+
+#[test]
+fn a_spent_job_holds_its_slot_until_dropped_and_the_slot_is_then_clean() {
+    let sandbox = one_slot();
+    let reference = succeeded(&sandbox.run(&job(READER))).clone();
+    let cancel = strictpy_sandbox::CancelHandle::new();
+    for round in 0..3 {
+        let (w, _, spent) = sandbox.run_deferred(&job(WRITER), &cancel);
+        assert_eq!(w.status, Status::Succeeded, "round {round}: {:?}", w.error);
+        // The writer's slot is not reset yet, so the one-slot pool is full:
+        // a job now is refused rather than handed the writer's memory.
+        let refused = sandbox.run(&job(READER));
+        let err = refused.error.as_ref().expect("the pool is full");
+        assert_eq!(err.kind, Verdict::Internal, "round {round}: {err:?}");
+        drop(spent);
+        let r = succeeded(&sandbox.run(&job(READER))).clone();
+        assert_eq!(r.result, reference.result, "round {round}");
+        assert_eq!(
+            r.usage.fuel_consumed, reference.usage.fuel_consumed,
+            "round {round}: the reader's fuel changed after a deferred reset"
+        );
+    }
+}
