@@ -360,10 +360,19 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
     let started = Instant::now();
     // A panic in the sandbox is a bug, but it must end this job, not the
     // worker (which would leave the job `running` forever).
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        sandbox.run_with(&job, &running.cancel).0
+    // The spent instance is dropped (its pool slot reset) only once the
+    // job's clients have their answer: the reset then overlaps the answer's
+    // trip instead of delaying it.
+    let (outcome, spent) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let (outcome, _, spent) = sandbox.run_deferred(&job, &running.cancel);
+        (outcome, Some(spent))
     }))
-    .unwrap_or_else(|_| internal_outcome("the sandbox panicked while running this job"));
+    .unwrap_or_else(|_| {
+        (
+            internal_outcome("the sandbox panicked while running this job"),
+            None,
+        )
+    });
     // Every chunk is in the feed by now (the sink ran inside the writes),
     // before the outcome is stored and the feed closed.
     drop(job);
@@ -394,6 +403,7 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
         Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
     }
+    drop(spent);
     counted
 }
 
