@@ -224,6 +224,10 @@ pub struct Latency {
     pub instantiate: Summary,
     /// `Phases::run`: the guest's `_start`.
     pub run: Summary,
+    /// Dropping the spent instance: the pool slot's reset. Part of `total`;
+    /// the server pays it after the job's answer is on its way
+    /// (`Sandbox::run_deferred`).
+    pub reset: Summary,
     /// Fuel the job burned (the same every run).
     pub fuel: u64,
 }
@@ -748,12 +752,17 @@ fn latency(
     let mut total = Vec::with_capacity(iterations);
     let mut instantiate = Vec::with_capacity(iterations);
     let mut run = Vec::with_capacity(iterations);
+    let mut reset = Vec::with_capacity(iterations);
     let mut fuel = 0;
     for _ in 0..iterations {
         let cancel = CancelHandle::new();
         let started = Instant::now();
-        let (outcome, phases) = sandbox.run_with(&job, &cancel);
-        total.push(started.elapsed());
+        let (outcome, phases, spent) = sandbox.run_deferred(&job, &cancel);
+        let answered = Instant::now();
+        drop(spent);
+        let done = Instant::now();
+        total.push(done - started);
+        reset.push(done - answered);
         if outcome.status != Status::Succeeded {
             bail!("the {code:?} job failed: {:?}", outcome.error);
         }
@@ -766,6 +775,7 @@ fn latency(
         total: summarise(&total),
         instantiate: summarise(&instantiate),
         run: summarise(&run),
+        reset: summarise(&reset),
         fuel,
     })
 }

@@ -90,6 +90,7 @@ pub fn render(r: &Report) -> String {
             latency_row(&mut out, "hello job, in-process", &h.total);
             latency_row(&mut out, "  of which instantiate", &h.instantiate);
             latency_row(&mut out, "  of which guest _start", &h.run);
+            latency_row(&mut out, "  of which slot reset", &h.reset);
         }
         if let Some(e) = &r.empty {
             latency_row(&mut out, "empty job (`pass`), in-process", &e.total);
