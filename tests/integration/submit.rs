@@ -49,12 +49,16 @@ fn submit(args: &[&str], code: &str, token: Option<&str>) -> Output {
         command.env("STRICTPY_TOKEN", t);
     }
     let mut child = command.spawn().expect("spawn strictpy submit");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(code.as_bytes())
-        .expect("write stdin");
+        .write_all(code.as_bytes());
+    // A bad request is refused before stdin is read, and the process may be
+    // gone before the write: its exit status and stderr are what count.
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     child.wait_with_output().expect("wait")
 }
 
