@@ -19,12 +19,14 @@
 //! (`rustpython-ruff_python_parser` 0.16.5), called with the same options, so a
 //! program the guest would run is never refused as a syntax error.
 //!
-//! The whole check runs on one worker thread with a large stack, so that no input
-//! can overflow the caller's stack, and a panic on that thread becomes a violation
-//! instead of unwinding into the caller. The syntax tree is walked, and taken apart,
+//! A small source is checked on the caller's thread (see [`INLINE_CHECK_BYTES`] for
+//! why no small input can overflow its stack); a bigger one on a worker thread with
+//! a large stack, so that no input can overflow the caller's stack. A panic either
+//! way becomes a violation instead of unwinding into the caller. The syntax tree is walked, and taken apart,
 //! iteratively, so even a million-deep tree needs no deep recursion (see `walk`).
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 
 use ruff_source_file::{LineIndex, PositionEncoding};
 use ruff_text_size::TextSize;
@@ -95,11 +97,18 @@ impl Finding {
 /// `allowlist` is the effective allowlist for this call, as computed by
 /// [`Policy::effective_allowlist`]; `policy.allowed_modules` is not consulted.
 ///
-/// If the worker thread cannot be started, or panics (which would be a bug in the
-/// parser or here), the result is a single `syntax_error` violation at line 1,
-/// column 1 whose message says the analyzer failed: the static check has no
-/// `internal` verdict, and refusing the program is the only safe answer.
+/// A source of at most [`INLINE_CHECK_BYTES`] is checked on the caller's own
+/// thread; a bigger one on a long-lived analyzer thread with a large stack.
+///
+/// If the worker thread cannot be started, or the check panics (which would be
+/// a bug in the parser or here), the result is a single `syntax_error` violation
+/// at line 1, column 1 whose message says the analyzer failed: the static check
+/// has no `internal` verdict, and refusing the program is the only safe answer.
 pub fn check(source: &[u8], policy: &Policy, allowlist: &BTreeSet<String>) -> Vec<Violation> {
+    if source.len() <= INLINE_CHECK_BYTES {
+        return std::panic::catch_unwind(AssertUnwindSafe(|| analyze(source, policy, allowlist)))
+            .unwrap_or_else(|_| vec![parser_failed()]);
+    }
     let (owned, policy, allowlist) = (source.to_vec(), policy.clone(), allowlist.clone());
     match on_worker(move || analyze(&owned, &policy, &allowlist)) {
         Some(Ok(violations)) => violations,
@@ -109,6 +118,33 @@ pub fn check(source: &[u8], policy: &Policy, allowlist: &BTreeSet<String>) -> Ve
         )],
     }
 }
+
+/// Sources up to this many bytes are checked on the caller's thread, without
+/// the hand-off to an analyzer thread and back, which costs a small check
+/// (such as `print('hi')`) more than the check itself: two thread wake-ups and
+/// copies of the source, policy and allowlist.
+///
+/// This is safe on any thread with [`INLINE_STACK_BYTES`] of stack, because
+/// nothing in the check needs more for a source this small:
+///
+/// - the nesting pre-scan, the rules' walk over the tree and `dismantle` are
+///   iterative, and the decoder and `locate` do not recurse;
+/// - the parser recurses, but grows its own stack (`stacker::maybe_grow`,
+///   with a 100 KiB red zone, in `ruff_python_parser`'s `Parser::parse` and
+///   `with_recursion`), so it never uses more than that red zone plus 20
+///   unchecked levels of the caller's stack;
+/// - the only plain recursion left is dropping a tree no deeper than
+///   `MAX_TREE_DEPTH` (deeper ones are dismantled), and a source of this size
+///   bounds that depth by its byte count too.
+///
+/// `inline_checks_fit_a_small_stack` (in the tests) runs the deepest sources
+/// of this size the grammar allows on a thread with [`INLINE_STACK_BYTES`] of
+/// stack; tokio's runtime threads have 2 MiB and a main thread 8 MiB.
+pub const INLINE_CHECK_BYTES: usize = 2048;
+
+/// The stack a thread needs to call [`check`] with a source of at most
+/// [`INLINE_CHECK_BYTES`]; see there.
+pub const INLINE_STACK_BYTES: usize = 512 * 1024;
 
 /// The largest source [`bare_parse`] takes: its tree is dropped by plain
 /// recursion (that is the point: no policy work at all), and a source this

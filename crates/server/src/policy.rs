@@ -17,18 +17,7 @@ pub fn allowlist(policy: &Policy, allow: &[String]) -> Result<BTreeSet<String>, 
     })
 }
 
-/// Sources up to this size are checked without the hop to tokio's blocking
-/// pool: the request's thread waits for the analyzer's own large-stack
-/// worker (which is what keeps any input from overflowing a runtime
-/// thread's stack). The analyzer is linear (about 25 µs per KiB: the
-/// bench's 1000-line file of 32 KiB takes 0.75 ms), so that wait is at most
-/// about 50 µs, less than the extra hand-off costs a small job. Bigger
-/// sources, up to the body cap, wait on the blocking pool instead, so a
-/// runtime thread is never held for long.
-const INLINE_CHECK_BYTES: usize = 2048;
-
-/// Runs the analyzer (off the async threads for all but small sources, see
-/// [`INLINE_CHECK_BYTES`]); returns the source with a BOM dropped, or `422`
+/// Runs the analyzer; returns the source with a BOM dropped, or `422`
 /// with the violations. Forbidden imports, builtins and attributes are
 /// audited as attempts.
 pub async fn static_check(
@@ -37,7 +26,13 @@ pub async fn static_check(
     code: String,
     allowlist: BTreeSet<String>,
 ) -> Result<String, ApiError> {
-    let violations = if code.len() <= INLINE_CHECK_BYTES {
+    // A small source is checked right here on the runtime thread: the
+    // analyzer does that within a stack bound far below a runtime thread's
+    // (`strictpy_analyzer::INLINE_CHECK_BYTES`), and it takes microseconds
+    // (about 25 µs per KiB). A bigger one waits on the blocking pool, so a
+    // runtime thread is never held for long; the analyzer then runs it on
+    // its own large-stack thread.
+    let violations = if code.len() <= strictpy_analyzer::INLINE_CHECK_BYTES {
         let v = strictpy_analyzer::check(code.as_bytes(), &state.config.policy, &allowlist);
         (v, code)
     } else {

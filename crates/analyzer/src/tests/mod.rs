@@ -5,6 +5,7 @@ use strictpy_types::{Policy, Verdict, Violation};
 mod bombs;
 mod context_keys;
 mod encoding;
+mod inline;
 mod never_panics;
 mod rules;
 mod syntax;
