@@ -71,13 +71,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let guest = crate::cli::guest_path(config.guest.as_deref())?;
     // One pooled instance slot per worker, each as large as the biggest
     // memory a job may ask for: instantiation then only maps what a job
-    // touches, and stacks stay warm between jobs.
+    // touches, and stacks stay warm between jobs. One slot more is for
+    // compiling a stored function when it is registered or updated (on the
+    // blocking pool, beside the workers), so that a registration while
+    // every worker is busy still stores its compiled form.
     let (_, max_limits) = config.limits.resolve()?;
     let mut sandbox_config = SandboxConfig::new(&guest);
     // The snapshot pre-imports what this operator's policy can allow.
     sandbox_config.preload = strictpy_sandbox::preload_for(&config.policy);
     sandbox_config.pool = Some(PoolConfig {
-        max_instances: u32::try_from(config.workers).unwrap_or(u32::MAX),
+        max_instances: u32::try_from(config.workers.saturating_add(1)).unwrap_or(u32::MAX),
         max_memory_mb: max_limits.memory_mb,
     });
     let sandbox = Sandbox::new(&sandbox_config)

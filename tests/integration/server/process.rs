@@ -342,6 +342,41 @@ async fn sigterm_lets_the_running_job_finish_and_keeps_queued_jobs() {
     assert_eq!(later["stdout"], "later\n");
 }
 
+/// A function registered while the only worker runs a job is still
+/// compiled: the sandbox's pool has one slot beyond the workers' for the
+/// compile, which runs beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_registered_while_every_worker_is_busy_is_compiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Process::start(dir.path());
+    let client = super::admin_client(dir.path());
+    let spin = json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}});
+    let spinning = id(&server.post(&client, spin).await);
+    server
+        .until(&client, &spinning, |j| j["status"] == "running")
+        .await;
+    let created = client
+        .post(format!("{}/v1/functions", server.base))
+        .json(&json!({"name": "seven", "code": "result = 7"}))
+        .send()
+        .await
+        .expect("POST /v1/functions");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let created: Value = created.json().await.expect("json");
+    assert_eq!(created["compiled"], true, "{created}");
+    // The spinner is still the one running job.
+    let still = server.get(&client, &spinning).await;
+    assert_eq!(still["status"], "running", "{still}");
+    let cancelled = client
+        .delete(format!("{}/v1/jobs/{spinning}", server.base))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(cancelled.status().is_success(), "{}", cancelled.status());
+    let done = server.until(&client, &spinning, is_final).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+}
+
 on_both_backends!(
     kill_9_then_restart_brings_every_accepted_job_to_a_final_state,
     kill_9_under_load_keeps_every_answered_job,
