@@ -224,6 +224,11 @@ pub async fn submit(
         running
     });
     let job = new_job(who, id, prepared);
+    if let Some(running) = running.as_ref()
+        && job.idempotency_key.is_none()
+    {
+        return run_while_inserting(state, slot, job, running.clone()).await;
+    }
     let created = match running {
         Some(_) => store.create_running_unsynced(job, now_ms()).await.map(Some),
         None => store.create_capped_unsynced(job, job_cap).await,
@@ -252,6 +257,7 @@ pub async fn submit(
                     slot.hand_off(Handoff {
                         record: Box::new(job.clone()),
                         running,
+                        stored: None,
                     });
                     state.metrics.handed_off.inc();
                 }
@@ -271,6 +277,56 @@ pub async fn submit(
             "this idempotency_key was used for a different request",
         )
         .with_details(json!({ "job_id": job.id }))),
+    }
+}
+
+/// Hands `job` (a waiting client's, with no idempotency key) to the idle
+/// worker `slot` promised, then inserts it `running`: the insert runs beside
+/// the guest instead of before it. Without a key the insert can only store
+/// this job or fail, so nothing is lost by starting early; the worker waits
+/// for the insert's result only before it stores the end, which needs the
+/// row. The insert runs in a task of its own, so the worker hears its result
+/// (and a failure is cleaned up) even when this request is dropped, its
+/// client gone, while the insert runs.
+async fn run_while_inserting(
+    state: &AppState,
+    slot: crate::queue::Reservation<'_>,
+    job: NewJob,
+    running: RunningJob,
+) -> Result<(JobRecord, bool), ApiError> {
+    let id = job.id;
+    let started_at = now_ms();
+    let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+    slot.hand_off(Handoff {
+        record: Box::new(job.running_record(started_at)),
+        running,
+        stored: Some(stored_rx),
+    });
+    state.metrics.handed_off.inc();
+    let task_state = state.clone();
+    let inserted = tokio::spawn(async move {
+        let created = task_state
+            .store
+            .create_running_unsynced(job, started_at)
+            .await;
+        let stored = matches!(created, Ok(Created::New(_)));
+        if !stored {
+            task_state.guard.end_job(id);
+            task_state.running_jobs().remove(&id);
+        }
+        // The worker may have ended already (shutdown); nothing to tell then.
+        let _ = stored_tx.send(stored);
+        created
+    });
+    match inserted.await.map_err(ApiError::internal)?? {
+        Created::New(job) => {
+            state.metrics.submitted.inc();
+            Ok((job, false))
+        }
+        // Only a job with an idempotency key can meet an existing one.
+        Created::Existing(_) => Err(ApiError::internal(
+            "a job without an idempotency key met an existing one",
+        )),
     }
 }
 

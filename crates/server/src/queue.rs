@@ -95,7 +95,7 @@ impl Reservation<'_> {
 pub enum Next {
     /// A job, already `running` and registered in `running_jobs` under
     /// this cancel handle.
-    Job(Box<JobRecord>, RunningJob),
+    Job(Box<JobRecord>, RunningJob, Option<crate::workers::Stored>),
     /// Nothing to run this time (the job was cancelled while queued).
     Skip,
     /// The queue is closed: the worker ends.
@@ -148,7 +148,7 @@ impl DbQueue {
                     state.running_jobs().insert(record.id, running.clone());
                     // There may be more: let another idle worker look.
                     self.wake.notify_one();
-                    return Next::Job(Box::new(record), running);
+                    return Next::Job(Box::new(record), running, None);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -272,7 +272,7 @@ impl Queue {
                 let id = match q.pop(counted) {
                     None => return Next::Closed,
                     // Stored `running`, and registered, by its request.
-                    Some(Popped::Started(h)) => return Next::Job(h.record, h.running),
+                    Some(Popped::Started(h)) => return Next::Job(h.record, h.running, h.stored),
                     Some(Popped::Queued(id)) => id,
                 };
                 // Register before claiming, so a DELETE that finds the job
@@ -282,7 +282,7 @@ impl Queue {
                     state.runtime.block_on(state.store.start(id, now_ms()))
                 });
                 match started {
-                    Ok(Some(record)) => return Next::Job(Box::new(record), running),
+                    Ok(Some(record)) => return Next::Job(Box::new(record), running, None),
                     Ok(None) => {} // Cancelled while queued.
                     Err(e) => tracing::error!(%id, error = %e, "cannot start job"),
                 }

@@ -70,7 +70,15 @@ pub struct Handoff {
     pub record: Box<JobRecord>,
     /// Its cancel handle, in `running_jobs` since before the insert.
     pub running: RunningJob,
+    /// Set when the job was handed over while its insert still runs: says
+    /// whether the insert stored it. The worker runs the job meanwhile and
+    /// waits for this only before it stores the end, which needs the row.
+    pub stored: Option<Stored>,
 }
+
+/// Whether a job handed to a worker during its insert was stored; an
+/// insert whose sender is dropped unsent did not store it.
+pub type Stored = tokio::sync::oneshot::Receiver<bool>;
 
 /// What a worker takes from the queue.
 #[derive(Debug)]
@@ -317,9 +325,9 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
             .queue
             .next(&state, RunningJob::default(), std::mem::take(&mut counted))
         {
-            Next::Job(record, running) => {
+            Next::Job(record, running, stored) => {
                 let id = record.id;
-                counted = execute(&state, &sandbox, *record, &running);
+                counted = execute(&state, &sandbox, *record, &running, stored);
                 state.running_jobs().remove(&id);
             }
             Next::Skip => {}
@@ -330,7 +338,13 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
 
 /// Runs one job and stores its end. Returns whether the worker counted
 /// itself idle for the next job ([`crate::queue::Queue::idle_from_now`]).
-fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &RunningJob) -> bool {
+fn execute(
+    state: &AppState,
+    sandbox: &Sandbox,
+    record: JobRecord,
+    running: &RunningJob,
+    stored: Option<Stored>,
+) -> bool {
     state.metrics.running.inc();
     let spec = &record.spec;
     // The sandbox pushes output straight into this job's feed for
@@ -388,6 +402,18 @@ fn execute(state: &AppState, sandbox: &Sandbox, record: JobRecord, running: &Run
         .observe(outcome.usage.fuel_consumed as f64);
     let (status, outcome) = classify(outcome, running, state.stopping.load(Ordering::SeqCst));
     let id = record.id;
+    // A job handed over during its insert ends only once it is stored; if
+    // the insert failed, its request answered with the error and there is
+    // no row to finish.
+    if let Some(stored) = stored
+        && !stored.blocking_recv().unwrap_or(false)
+    {
+        tracing::warn!(%id, "the job's insert failed; its outcome is not stored");
+        state.live.close(id);
+        let counted = state.queue.idle_from_now();
+        drop(spent);
+        return counted;
+    }
     // Once accepted a job's end must be stored: while the store is down
     // (disk full, read-only, database stopped) keep trying.
     let mut at = now_ms();
@@ -651,6 +677,7 @@ mod tests {
         Handoff {
             record: Box::new(record),
             running: RunningJob::default(),
+            stored: None,
         }
     }
 

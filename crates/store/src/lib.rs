@@ -211,6 +211,15 @@ pub struct NewJob {
     pub callback_url: Option<String>,
 }
 
+impl NewJob {
+    /// The record [`JobStore::create_running_unsynced`] stores for this job
+    /// with `started_at`, made without the store: a caller can hand the job
+    /// to a worker while the insert runs.
+    pub fn running_record(&self, started_at: i64) -> JobRecord {
+        rows::new_record(self.clone(), rows::new_callback(self), Some(started_at))
+    }
+}
+
 /// The result of [`JobStore::create`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {

@@ -368,6 +368,28 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
     let (accepted, refused) = submit_until_refused(&node, 20, "").await;
     assert!(refused > 0, "a read-only database must refuse submissions");
     assert!(accepted.is_empty(), "nothing can be stored: {accepted:?}");
+    // A waiting job goes to the idle worker while its insert runs: the
+    // insert fails, so it is refused the same way, and the worker, which
+    // ran it meanwhile, stores nothing of it and stays up.
+    let handed_off = || async {
+        let metrics = node.call("GET", "/metrics", None).await;
+        metrics
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("strictpy_jobs_handed_off_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the hand-off counter")
+    };
+    let before = handed_off().await;
+    let waiting = node
+        .submit(json!({"code": "print('never stored')", "wait": true}))
+        .await;
+    assert_unavailable(&waiting);
+    assert_eq!(
+        handed_off().await,
+        before + 1.0,
+        "it went to the idle worker"
+    );
     // The running job ends meanwhile but cannot be recorded; it is not
     // dropped: the worker retries until the store takes it.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -382,6 +404,16 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
         .await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.text);
     assert_eq!(after.json["stdout"], "writable again\n");
+    // Only the two jobs that were accepted exist.
+    let listed = node.call("GET", "/v1/jobs?limit=50", None).await;
+    let ids: Vec<&str> = listed.json["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", listed.text);
+    assert!(ids.contains(&slow.as_str()), "{}", listed.text);
     node.stop().await;
 }
 
