@@ -405,29 +405,24 @@ fn execute(
     // A job handed over during its insert ends only once it is stored; if
     // the insert failed, its request answered with the error and there is
     // no row to finish.
-    if let Some(stored) = stored
-        && !stored.blocking_recv().unwrap_or(false)
-    {
-        tracing::warn!(%id, "the job's insert failed; its outcome is not stored");
-        state.live.close(id);
-        let counted = state.queue.idle_from_now();
-        drop(spent);
-        return counted;
-    }
+    let inserted = stored.is_none_or(|stored| stored.blocking_recv().unwrap_or(false));
     // Once accepted a job's end must be stored: while the store is down
     // (disk full, read-only, database stopped) keep trying.
     let mut at = now_ms();
-    let finished = retrying(state, id, "finish", || {
-        at = now_ms();
-        state.queue.finish(state, id, status, &outcome, at)
+    let finished = inserted.then(|| {
+        retrying(state, id, "finish", || {
+            at = now_ms();
+            state.queue.finish(state, id, status, &outcome, at)
+        })
     });
     state.live.close(id);
     // Free for the next job before its clients hear of this one's end.
     let counted = state.queue.idle_from_now();
     match finished {
-        Ok(true) => state.job_finished(&record, status, &outcome, at),
-        Ok(false) => tracing::warn!(%id, "job was no longer running when it finished"),
-        Err(e) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
+        Some(Ok(true)) => state.job_finished(&record, status, &outcome, at),
+        Some(Ok(false)) => tracing::warn!(%id, "job was no longer running when it finished"),
+        Some(Err(e)) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
+        None => tracing::warn!(%id, "the job's insert failed; its outcome is not stored"),
     }
     drop(spent);
     counted

@@ -50,7 +50,7 @@ fn deepest(shape: &Shape) -> usize {
     (INLINE_CHECK_BYTES - 2) / (open.len() + close.len())
 }
 
-/// `depth` blocks nested one space per level, as deep as fits.
+/// Blocks nested one space per level, as deep as fits.
 fn nested_blocks() -> String {
     let mut source = String::new();
     let mut level = 0;
