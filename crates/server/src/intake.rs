@@ -7,7 +7,7 @@
 //! respect: queue position and estimate, `queue_full`, the job cap, `wait`,
 //! webhooks and live output.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -27,7 +27,7 @@ use crate::{
     estimate::{job_view, queue_full_retry_after},
     now_ms,
     webhook::{WebhookError, check_url, parse_url},
-    workers::{Handoff, RunningJob, Waiter, wait_fresh},
+    workers::{Handoff, RunningJob, Unwritten, UnwrittenJob, Waiter, Write, wait_fresh},
 };
 
 /// Longest accepted idempotency key, in bytes.
@@ -164,17 +164,41 @@ pub fn too_large(field: &str, size: usize, max: usize) -> Result<(), ApiError> {
     .with_details(json!({ "field": field, "size": size, "max_bytes": max })))
 }
 
-/// Stores a prepared job and queues it. Returns the job and whether it is a
-/// replay of an earlier request with the same idempotency key. A job whose
-/// client waits (`wait`) and finds a worker of this node idle is stored
-/// `running` and handed to that worker in memory: one store write fewer
-/// than queueing it, and no queue to pass through.
+/// What [`submit`] made of a request.
+#[derive(Debug)]
+pub struct Submitted {
+    /// The job, as stored (or, when `unwritten` is set, as it would be).
+    pub job: JobRecord,
+    /// True when it is a replay of an earlier request with the same
+    /// idempotency key.
+    pub replayed: bool,
+    /// Set when the job went to a worker before anything of it was stored
+    /// ([`run_unwritten`]): [`answer`] stores it if its wait ends first.
+    pub unwritten: Option<Arc<Unwritten>>,
+}
+
+impl Submitted {
+    /// A job that is stored.
+    fn stored(job: JobRecord, replayed: bool) -> Self {
+        Self {
+            job,
+            replayed,
+            unwritten: None,
+        }
+    }
+}
+
+/// Stores a prepared job and queues it. A job whose client waits (`wait`)
+/// and finds a worker of this node idle goes to that worker in memory, no
+/// queue to pass through: stored `running` first when it has an
+/// idempotency key (one store write fewer than queueing it), and without
+/// one written only once, when it ends ([`run_unwritten`]).
 pub async fn submit(
     state: &AppState,
     who: &Principal,
     prepared: Prepared,
     wait: bool,
-) -> Result<(JobRecord, bool), ApiError> {
+) -> Result<Submitted, ApiError> {
     if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::shutting_down());
     }
@@ -227,7 +251,7 @@ pub async fn submit(
     if let Some(running) = running.as_ref()
         && job.idempotency_key.is_none()
     {
-        return run_while_inserting(state, slot, job, running.clone()).await;
+        return Ok(run_unwritten(state, slot, job, running.clone()));
     }
     let created = match running {
         Some(_) => store.create_running_unsynced(job, now_ms()).await.map(Some),
@@ -257,19 +281,19 @@ pub async fn submit(
                     slot.hand_off(Handoff {
                         record: Box::new(job.clone()),
                         running,
-                        stored: None,
+                        unwritten: None,
                     });
                     state.metrics.handed_off.inc();
                 }
                 None => slot.push(job.id),
             }
             state.metrics.submitted.inc();
-            Ok((job, false))
+            Ok(Submitted::stored(job, false))
         }
         Created::Existing(job) if job.request_hash == request_hash => {
             // The job may be a waiting client's, not yet fsynced.
             store.sync().await?;
-            Ok((job, true))
+            Ok(Submitted::stored(job, true))
         }
         Created::Existing(job) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -281,53 +305,101 @@ pub async fn submit(
 }
 
 /// Hands `job` (a waiting client's, with no idempotency key) to the idle
-/// worker `slot` promised, then inserts it `running`: the insert runs beside
-/// the guest instead of before it. Without a key the insert can only store
-/// this job or fail, so nothing is lost by starting early; the worker waits
-/// for the insert's result only before it stores the end, which needs the
-/// row. The insert runs in a task of its own, so the worker hears its result
-/// (and a failure is cleaned up) even when this request is dropped, its
-/// client gone, while the insert runs.
-async fn run_while_inserting(
+/// worker `slot` promised, before anything of it is stored: the job is
+/// written once, at its end, by the worker (its insert and its end in one
+/// write), unless the request's wait ends first ([`answer`]). Without a key
+/// the insert could only store this job or fail, so nothing is lost by not
+/// making it first; until it ends the job is visible to no one but its
+/// request, which is the only one that knows its id.
+fn run_unwritten(
     state: &AppState,
     slot: crate::queue::Reservation<'_>,
     job: NewJob,
     running: RunningJob,
-) -> Result<(JobRecord, bool), ApiError> {
-    let id = job.id;
-    let started_at = now_ms();
-    let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+) -> Submitted {
+    let record = job.running_record(now_ms());
+    let unwritten = Unwritten::new(job);
+    state.unwritten_jobs().insert(
+        record.id,
+        UnwrittenJob {
+            record: Arc::new(record.clone()),
+            write: unwritten.clone(),
+        },
+    );
     slot.hand_off(Handoff {
-        record: Box::new(job.running_record(started_at)),
+        record: Box::new(record.clone()),
         running,
-        stored: Some(stored_rx),
+        unwritten: Some(unwritten.clone()),
     });
     state.metrics.handed_off.inc();
-    let task_state = state.clone();
-    let inserted = tokio::spawn(async move {
-        let created = task_state
-            .store
-            .create_running_unsynced(job, started_at)
-            .await;
-        let stored = matches!(created, Ok(Created::New(_)));
-        if !stored {
-            task_state.guard.end_job(id);
-            task_state.running_jobs().remove(&id);
-        }
-        // The worker may have ended already (shutdown); nothing to tell then.
-        let _ = stored_tx.send(stored);
-        created
-    });
-    match inserted.await.map_err(ApiError::internal)?? {
-        Created::New(job) => {
-            state.metrics.submitted.inc();
-            Ok((job, false))
-        }
-        // Only a job with an idempotency key can meet an existing one.
-        Created::Existing(_) => Err(ApiError::internal(
-            "a job without an idempotency key met an existing one",
-        )),
+    state.metrics.submitted.inc();
+    Submitted {
+        job: record,
+        replayed: false,
+        unwritten: Some(unwritten),
     }
+}
+
+/// Stores a handed-off job whose wait ended before its run did: `running`,
+/// so its `202` names a stored job. When the worker came first, the job is
+/// read back as the worker stored it, or the worker's error returned. In a
+/// task of its own, so a write begun completes and is recorded even if the
+/// request is dropped meanwhile.
+async fn write_unwritten(
+    state: &AppState,
+    unwritten: Arc<Unwritten>,
+    job: JobRecord,
+) -> Result<JobRecord, ApiError> {
+    let task_state = state.clone();
+    let written = tokio::spawn(async move {
+        let mut write = unwritten.lock().await;
+        match std::mem::replace(&mut *write, Write::Running) {
+            Write::Pending(new) => {
+                let started_at = job.started_at.unwrap_or_else(now_ms);
+                let id = new.id;
+                let created = task_state
+                    .store
+                    .create_running_unsynced(*new, started_at)
+                    .await;
+                task_state.unwritten_jobs().remove(&id);
+                match created {
+                    Ok(Created::New(job)) => Ok(job),
+                    Ok(Created::Existing(_)) => {
+                        *write = Write::Failed(None);
+                        Err(ApiError::internal(
+                            "a job without an idempotency key met an existing one",
+                        ))
+                    }
+                    Err(e) => {
+                        // The worker stores nothing of it either; cancel
+                        // the run nobody will hear of.
+                        *write = Write::Failed(None);
+                        if let Some(running) = task_state.running_jobs().get(&id) {
+                            running.cancel.cancel();
+                        }
+                        Err(e.into())
+                    }
+                }
+            }
+            Write::Finished => {
+                *write = Write::Finished;
+                task_state
+                    .store
+                    .get(job.id)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("a finished job was not found"))
+            }
+            Write::Failed(error) => {
+                *write = Write::Failed(None);
+                Err(error.map_or_else(
+                    || ApiError::internal("the job could not be stored"),
+                    ApiError::from,
+                ))
+            }
+            Write::Running => Ok(job),
+        }
+    });
+    written.await.map_err(ApiError::internal)?
 }
 
 /// With `wait`, holds on until `job` is final (up to the server's maximum
@@ -337,15 +409,24 @@ async fn run_while_inserting(
 pub async fn answer(
     state: &AppState,
     waiter: Option<Waiter<'_>>,
-    mut job: JobRecord,
-    replayed: bool,
+    submitted: Submitted,
     wait: bool,
 ) -> Result<Response, ApiError> {
+    let Submitted {
+        mut job,
+        replayed,
+        unwritten,
+    } = submitted;
     if wait && !job.status.is_final() {
         let max_wait = Duration::from_millis(state.config.max_wait_ms);
         if let Some(done) = wait_fresh(state, waiter, &job, max_wait).await? {
             job = done;
         }
+    }
+    if !job.status.is_final()
+        && let Some(unwritten) = unwritten
+    {
+        job = write_unwritten(state, unwritten, job).await?;
     }
     if !job.status.is_final() {
         // A `202` promises a job that survives a power loss.

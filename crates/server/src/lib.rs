@@ -125,6 +125,10 @@ pub struct Shared {
     running: Mutex<HashMap<Uuid, RunningJob>>,
     /// Requests waiting for a job to become final (`wait: true`, `DELETE`).
     waiters: Mutex<HashMap<Uuid, Arc<workers::Waiting>>>,
+    /// Jobs handed to a worker before anything of them was stored
+    /// (`intake::run_unwritten`), as they would be stored, until one is
+    /// written: readers see them here meanwhile ([`Shared::job`]).
+    unwritten: Mutex<HashMap<Uuid, workers::UnwrittenJob>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Webhook delivery.
@@ -173,6 +177,41 @@ impl Shared {
     /// handles that stay valid whatever panicked.
     pub fn running_jobs(&self) -> MutexGuard<'_, HashMap<Uuid, RunningJob>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The jobs handed to a worker and not written yet, by id. An entry is
+    /// removed only after its job's write committed (or failed), so a
+    /// reader that looks here first and then in the store never misses a
+    /// job in between.
+    pub fn unwritten_jobs(&self) -> MutexGuard<'_, HashMap<Uuid, workers::UnwrittenJob>> {
+        self.unwritten.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Job `id` as every reader sees it: from memory while it is handed to
+    /// a worker and not written yet (`running`), else from the store.
+    pub async fn job(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<strictpy_store::JobRecord>, strictpy_store::StoreError> {
+        let unwritten = self.unwritten_jobs().get(&id).map(|j| j.record.clone());
+        match unwritten {
+            Some(job) => Ok(Some((*job).clone())),
+            None => self.store.get(id).await,
+        }
+    }
+
+    /// `tenant`'s unwritten jobs (all `running`) older than `before`.
+    pub fn unwritten_of(
+        &self,
+        tenant: &str,
+        before: Option<Uuid>,
+    ) -> Vec<strictpy_store::JobRecord> {
+        self.unwritten_jobs()
+            .values()
+            .map(|j| &j.record)
+            .filter(|j| j.tenant == tenant && before.is_none_or(|b| j.id < b))
+            .map(|j| (**j).clone())
+            .collect()
     }
 
     fn waiters(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<workers::Waiting>>> {
@@ -327,6 +366,16 @@ impl AppState {
         self.job_final(job, status, outcome);
     }
 
+    /// Bookkeeping for a handed-off job that ran but could not be stored
+    /// (its request answers with the error): its place in the token's job
+    /// count is given back, and its waiting request woken.
+    pub fn job_unstored(&self, id: uuid::Uuid) {
+        self.guard.end_job(id);
+        if let Some(notify) = self.waiters().remove(&id) {
+            notify.notify_waiters();
+        }
+    }
+
     /// Bookkeeping for a job that just became final: metrics, waiters, the
     /// submitting token's job count, audit events, and the webhook if it
     /// has one.
@@ -455,6 +504,7 @@ impl Server {
             sandbox: sandbox.clone(),
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            unwritten: Mutex::new(HashMap::new()),
             metrics: Metrics::per_node(&config.rate_limit),
             webhooks,
             accepting: AtomicBool::new(true),

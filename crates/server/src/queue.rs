@@ -95,7 +95,11 @@ impl Reservation<'_> {
 pub enum Next {
     /// A job, already `running` and registered in `running_jobs` under
     /// this cancel handle.
-    Job(Box<JobRecord>, RunningJob, Option<crate::workers::Stored>),
+    Job(
+        Box<JobRecord>,
+        RunningJob,
+        Option<std::sync::Arc<crate::workers::Unwritten>>,
+    ),
     /// Nothing to run this time (the job was cancelled while queued).
     Skip,
     /// The queue is closed: the worker ends.
@@ -272,7 +276,7 @@ impl Queue {
                 let id = match q.pop(counted) {
                     None => return Next::Closed,
                     // Stored `running`, and registered, by its request.
-                    Some(Popped::Started(h)) => return Next::Job(h.record, h.running, h.stored),
+                    Some(Popped::Started(h)) => return Next::Job(h.record, h.running, h.unwritten),
                     Some(Popped::Queued(id)) => id,
                 };
                 // Register before claiming, so a DELETE that finds the job

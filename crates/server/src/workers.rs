@@ -17,7 +17,7 @@ use std::{
 };
 
 use strictpy_sandbox::{CancelHandle, Job, Sandbox};
-use strictpy_store::{JobRecord, StoreError};
+use strictpy_store::{JobRecord, NewJob, StoreError};
 use strictpy_types::{JobStatus, Outcome, RunError, Verdict};
 use uuid::Uuid;
 
@@ -70,15 +70,56 @@ pub struct Handoff {
     pub record: Box<JobRecord>,
     /// Its cancel handle, in `running_jobs` since before the insert.
     pub running: RunningJob,
-    /// Set when the job was handed over while its insert still runs: says
-    /// whether the insert stored it. The worker runs the job meanwhile and
-    /// waits for this only before it stores the end, which needs the row.
-    pub stored: Option<Stored>,
+    /// Set when the job was handed over before anything of it was stored
+    /// (a waiting job without an idempotency key): then whichever ends
+    /// first, the run or its request's wait, writes it.
+    pub unwritten: Option<Arc<Unwritten>>,
 }
 
-/// Whether a job handed to a worker during its insert was stored; an
-/// insert whose sender is dropped unsent did not store it.
-pub type Stored = tokio::sync::oneshot::Receiver<bool>;
+/// A waiting job handed to a worker before it was stored, and who writes
+/// it. The worker, at the job's end, inserts it final in one write; its
+/// request, when its wait ends first (the wait's limit, shutdown), inserts
+/// it `running` before it answers `202`, and the worker then finishes the
+/// row as usual. The lock makes the two exclusive and is held through the
+/// write, so whoever comes second sees what the first one did.
+#[derive(Debug)]
+pub struct Unwritten(tokio::sync::Mutex<Write>);
+
+/// Where an [`Unwritten`] job stands.
+#[derive(Debug)]
+pub enum Write {
+    /// Nothing is stored yet: the job as its request would insert it.
+    Pending(Box<NewJob>),
+    /// Its request stored it `running`; the worker finishes the row.
+    Running,
+    /// The worker stored it final.
+    Finished,
+    /// A write failed, so nothing is stored, and nothing will be: the error
+    /// (taken by the request, which answers with it) if the worker met it.
+    Failed(Option<StoreError>),
+}
+
+/// A job in [`Shared::unwritten_jobs`]: what readers see of it, and its
+/// write.
+#[derive(Debug, Clone)]
+pub struct UnwrittenJob {
+    /// The job as it would be stored now (`running`).
+    pub record: Arc<JobRecord>,
+    /// Who writes it, and whether it still may be written.
+    pub write: Arc<Unwritten>,
+}
+
+impl Unwritten {
+    /// `job`, not stored yet.
+    pub fn new(job: NewJob) -> Arc<Self> {
+        Arc::new(Self(tokio::sync::Mutex::new(Write::Pending(Box::new(job)))))
+    }
+
+    /// The write state, for the request (async).
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, Write> {
+        self.0.lock().await
+    }
+}
 
 /// What a worker takes from the queue.
 #[derive(Debug)]
@@ -325,9 +366,9 @@ fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
             .queue
             .next(&state, RunningJob::default(), std::mem::take(&mut counted))
         {
-            Next::Job(record, running, stored) => {
+            Next::Job(record, running, unwritten) => {
                 let id = record.id;
-                counted = execute(&state, &sandbox, *record, &running, stored);
+                counted = execute(&state, &sandbox, *record, &running, unwritten);
                 state.running_jobs().remove(&id);
             }
             Next::Skip => {}
@@ -343,7 +384,7 @@ fn execute(
     sandbox: &Sandbox,
     record: JobRecord,
     running: &RunningJob,
-    stored: Option<Stored>,
+    unwritten: Option<Arc<Unwritten>>,
 ) -> bool {
     state.metrics.running.inc();
     let spec = &record.spec;
@@ -402,19 +443,50 @@ fn execute(
         .observe(outcome.usage.fuel_consumed as f64);
     let (status, outcome) = classify(outcome, running, state.stopping.load(Ordering::SeqCst));
     let id = record.id;
-    // A job handed over during its insert ends only once it is stored; if
-    // the insert failed, its request answered with the error and there is
-    // no row to finish.
-    let inserted = stored.is_none_or(|stored| stored.blocking_recv().unwrap_or(false));
+    let mut at = now_ms();
     // Once accepted a job's end must be stored: while the store is down
     // (disk full, read-only, database stopped) keep trying.
-    let mut at = now_ms();
-    let finished = inserted.then(|| {
-        retrying(state, id, "finish", || {
-            at = now_ms();
-            state.queue.finish(state, id, status, &outcome, at)
-        })
-    });
+    let finish = |at: &mut i64| {
+        Some(retrying(state, id, "finish", || {
+            *at = now_ms();
+            state.queue.finish(state, id, status, &outcome, *at)
+        }))
+    };
+    let finished = match &unwritten {
+        None => finish(&mut at),
+        Some(unwritten) => {
+            // Held through the write: a request whose wait ends meanwhile
+            // then finds the job final.
+            let mut write = unwritten.0.blocking_lock();
+            match std::mem::replace(&mut *write, Write::Finished) {
+                // Never accepted, so not retried: the waiting request
+                // answers with the error, and nothing of the job remains.
+                Write::Pending(job) => {
+                    let started_at = record.started_at.unwrap_or(at);
+                    let stored = state.runtime.block_on(state.store.create_finished_unsynced(
+                        *job,
+                        started_at,
+                        status,
+                        outcome.clone(),
+                        at,
+                    ));
+                    state.unwritten_jobs().remove(&id);
+                    match stored {
+                        Ok(()) => Some(Ok(true)),
+                        Err(e) => {
+                            *write = Write::Failed(Some(e));
+                            None
+                        }
+                    }
+                }
+                Write::Running => finish(&mut at),
+                other => {
+                    *write = other;
+                    None
+                }
+            }
+        }
+    };
     state.live.close(id);
     // Free for the next job before its clients hear of this one's end.
     let counted = state.queue.idle_from_now();
@@ -422,7 +494,10 @@ fn execute(
         Some(Ok(true)) => state.job_finished(&record, status, &outcome, at),
         Some(Ok(false)) => tracing::warn!(%id, "job was no longer running when it finished"),
         Some(Err(e)) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
-        None => tracing::warn!(%id, "the job's insert failed; its outcome is not stored"),
+        None => {
+            tracing::warn!(%id, "the job could not be stored; its request answers with the error");
+            state.job_unstored(id);
+        }
     }
     drop(spent);
     counted
@@ -538,7 +613,7 @@ async fn wait_on(
             }
             let job = match known.take() {
                 Some(job) => Some(job),
-                None => state.store.get(id).await?,
+                None => state.job(id).await?,
             };
             match &job {
                 Some(j) if !j.status.is_final() && state.accepting.load(Ordering::SeqCst) => {}
@@ -672,7 +747,7 @@ mod tests {
         Handoff {
             record: Box::new(record),
             running: RunningJob::default(),
-            stored: None,
+            unwritten: None,
         }
     }
 

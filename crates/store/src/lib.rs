@@ -378,6 +378,27 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
             ))
         })
     }
+    /// Stores, in one write, a job that a worker of this very process took
+    /// straight from its waiting request (`wait: true`, no idempotency key)
+    /// and that is final now: its insert and its end at once, as
+    /// [`JobStore::create_running_unsynced`] and [`JobStore::finish`] would
+    /// leave it. Unsynced in the same sense. Only a store one process uses
+    /// can do this; the default refuses.
+    fn create_finished_unsynced(
+        &self,
+        job: NewJob,
+        started_at: i64,
+        status: JobStatus,
+        outcome: Outcome,
+        finished_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (job, started_at, status, outcome, finished_at);
+        Box::pin(async {
+            Err(StoreError::Config(
+                "this store hands running jobs out only through a claim".into(),
+            ))
+        })
+    }
     /// Makes every commit so far survive a power loss: what
     /// [`JobStore::create_capped_unsynced`] left to the page cache is
     /// flushed. Nothing to do by default (every commit already is).

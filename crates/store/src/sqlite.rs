@@ -594,6 +594,47 @@ fn insert_as(
         .ok_or_else(|| rows::no_holder_of_key(&id))
 }
 
+/// Inserts a job that already ran, final since `finished_at`: a waiting
+/// client's job that a worker took straight from its request, written once
+/// at its end ([`JobStore::create_finished_unsynced`]).
+fn insert_finished(
+    conn: &mut Connection,
+    keys: &Keyring,
+    job: NewJob,
+    started_at: i64,
+    end: (JobStatus, &Outcome, i64),
+) -> Result<(), StoreError> {
+    let (status, outcome, finished_at) = end;
+    let id = job.id.to_string();
+    let callback = new_callback(&job);
+    let inserted = execute_cached(
+        conn,
+        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, finished_at, spec, outcome, callback, token_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            id,
+            job.tenant,
+            job.idempotency_key,
+            job.request_hash,
+            status.as_str(),
+            job.created_at,
+            started_at,
+            finished_at,
+            seal_json(keys, "spec", &id, &job.spec)?,
+            seal_json(keys, "outcome", &id, outcome)?,
+            callback.as_ref().map(to_json).transpose()?,
+            job.token_id,
+        ],
+    )?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "job {id}: the insert of its end stored no row"
+        )))
+    }
+}
+
 impl JobStore for SqliteStore {
     fn create(&self, job: NewJob) -> StoreFuture<'_, Created> {
         self.with_keys(move |conn, keys| {
@@ -617,6 +658,22 @@ impl JobStore for SqliteStore {
 
     fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
         self.insert_unsynced(job, Some(started_at))
+    }
+
+    fn create_finished_unsynced(
+        &self,
+        job: NewJob,
+        started_at: i64,
+        status: JobStatus,
+        outcome: Outcome,
+        finished_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        let flushed = self.flushed.clone();
+        self.with_keys_quick(move |conn, keys| {
+            insert_finished(conn, keys, job, started_at, (status, &outcome, finished_at))?;
+            flushed.written.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
     }
 
     fn sync(&self) -> StoreFuture<'_, ()> {

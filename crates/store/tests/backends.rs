@@ -163,6 +163,7 @@ backends!(
     queued_ahead_counts_every_tenants_older_queued_jobs,
     unsynced_inserts_commit_and_sync,
     jobs_stored_running_skip_the_start_where_one_process_owns_the_store,
+    a_job_that_ran_before_it_was_stored_is_written_once_final,
     functions_versions_conflicts_and_deletes,
     function_code_is_sealed_and_compiled_forms_are_checked,
     functions_are_exported_and_erased_with_the_tenant,
@@ -272,6 +273,48 @@ async fn jobs_stored_running_skip_the_start_where_one_process_owns_the_store(fx:
     assert_eq!((a.status, a.finished_at), (JobStatus::Succeeded, Some(9)));
     let b = store.get(b.id).await.expect("get").expect("stored");
     assert_eq!((b.status, b.finished_at), (JobStatus::Failed, Some(10)));
+}
+
+/// A waiting job handed to a worker before anything of it was stored is
+/// written once, at its end (`create_finished_unsynced`): it reads back
+/// final, with its spec, start, end and outcome sealed like any job's, it
+/// is neither queued nor running for recovery, and a second write of the
+/// same id fails. A store several nodes share refuses, as for
+/// `create_running_unsynced`.
+async fn a_job_that_ran_before_it_was_stored_is_written_once_final(fx: Fixture) {
+    let store = fx.open().await;
+    let job = new_job(None);
+    let id = job.id;
+    let outcome = failed("boom");
+    let written =
+        store.create_finished_unsynced(job.clone(), 5, JobStatus::Failed, outcome.clone(), 9);
+    if store.postgres().is_some() {
+        let refused = written.await.expect_err("a shared store refuses");
+        assert!(matches!(refused, StoreError::Config(_)), "{refused:?}");
+        return;
+    }
+    written.await.expect("written");
+    let read = store.get(id).await.expect("get").expect("stored");
+    assert_eq!(
+        (read.status, read.started_at, read.finished_at),
+        (JobStatus::Failed, Some(5), Some(9))
+    );
+    assert_eq!(read.outcome.as_ref(), Some(&outcome));
+    assert_eq!(read.spec, job.spec);
+    assert_eq!(read.created_at, job.created_at);
+    let again = store.create_finished_unsynced(job, 5, JobStatus::Failed, outcome, 9);
+    assert!(again.await.is_err(), "one job id is written once");
+    store.sync().await.expect("sync");
+    drop(store);
+
+    let store = fx.open().await;
+    let recovered = store.recover(failed("stopped"), 10).await.expect("recover");
+    assert!(recovered.interrupted.is_empty() && recovered.queued.is_empty());
+    let read = store.get(id).await.expect("get").expect("stored");
+    assert_eq!(
+        (read.status, read.finished_at),
+        (JobStatus::Failed, Some(9))
+    );
 }
 
 async fn queued_ahead_counts_every_tenants_older_queued_jobs(fx: Fixture) {

@@ -170,9 +170,11 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
     let store_url = backend.fresh_url();
     let mut first = Process::start_on(dir.path(), store_url.as_deref());
     let client = super::admin_client(dir.path());
-    // A client waiting on a spinning job: on SQLite the idle worker is
-    // handed the job stored `running` (it never was `queued`), on Postgres
-    // a worker claims it. The kill must leave it recoverable either way.
+    // A client waiting on a spinning job. On SQLite the idle worker is
+    // handed the job before anything of it is stored (it is written once,
+    // at its end): the kill leaves no trace of it, and its client no
+    // answer, so nothing accepted is lost. On Postgres a worker claims it
+    // from the store, and the restart fails it as interrupted.
     let spin =
         json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30000}, "wait": true});
     let waiting_client = tokio::spawn({
@@ -182,6 +184,7 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
             .send();
         async move { sent.await.is_ok() }
     });
+    // Listed `running` either way (on SQLite from the server's memory).
     let spinning = first.only_running(&client).await;
     let mut waiting = Vec::new();
     for n in 0..3 {
@@ -199,21 +202,42 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
     assert!(!answered, "the spinning job's client got an answer");
 
     let second = Process::start_on(dir.path(), store_url.as_deref());
-    let interrupted = second.get(&client, &spinning).await;
-    assert_eq!(interrupted["status"], "failed", "{interrupted}");
-    assert_eq!(interrupted["error"]["kind"], "internal");
-    assert!(
-        interrupted["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("worker stopped")),
-        "{interrupted}"
-    );
-    assert!(interrupted["finished_at"].is_string());
+    if backend == Backend::Sqlite {
+        let gone = client
+            .get(format!("{}/v1/jobs/{spinning}", second.base))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(gone.status(), reqwest::StatusCode::NOT_FOUND);
+    } else {
+        let interrupted = second.get(&client, &spinning).await;
+        assert_eq!(interrupted["status"], "failed", "{interrupted}");
+        assert_eq!(interrupted["error"]["kind"], "internal");
+        assert!(
+            interrupted["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("worker stopped")),
+            "{interrupted}"
+        );
+        assert!(interrupted["finished_at"].is_string());
+    }
     for (n, job) in waiting.iter().enumerate() {
         let done = second.until(&client, job, is_final).await;
         assert_eq!(done["status"], "succeeded", "{done}");
         assert_eq!(done["stdout"], format!("{n}\n"));
     }
+    // The queued jobs, and on Postgres the interrupted one: nothing else.
+    let all: Value = client
+        .get(format!("{}/v1/jobs", second.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let listed = all["jobs"].as_array().map_or(0, Vec::len);
+    let expected = waiting.len() + usize::from(backend == Backend::Postgres);
+    assert_eq!(listed, expected, "{all}");
 }
 
 /// Submitters running at once in the load test below.

@@ -66,6 +66,17 @@ async fn wait_true_past_the_max_wait_answers_202_with_the_unfinished_job() {
         Some("queued" | "running")
     ));
     let id = reply.json["id"].as_str().expect("id");
+    // A `202` names a stored job, even one handed to the worker unwritten.
+    let state = s.server.as_ref().expect("running").state();
+    let row = state
+        .store
+        .get(id.parse().expect("uuid"))
+        .await
+        .expect("get");
+    assert_eq!(
+        row.map(|r| r.status),
+        Some(strictpy_types::JobStatus::Running)
+    );
     let cancelled = s.call("DELETE", &format!("/v1/jobs/{id}"), None).await;
     assert_eq!(cancelled.json["status"], "cancelled");
     s.stop().await;
@@ -314,16 +325,36 @@ async fn wait_true_goes_straight_to_an_idle_worker_and_queues_behind_a_busy_one(
     let handed = u64::from(backend == Backend::Sqlite);
     assert_eq!(counter(&s, HANDED).await, handed);
 
-    // Cancelled while it runs, as a queued-then-started job would be.
+    // Cancelled while it runs, as a queued-then-started job would be. On
+    // SQLite nothing of it is stored until it ends (it is written once,
+    // then), yet it reads and lists as `running` meanwhile.
+    let state = s.server.as_ref().expect("running").state();
     let spin = json!({"code": SPIN, "limits": {"timeout_ms": 30000}, "wait": true});
     let (spun, ()) = tokio::join!(s.call("POST", "/v1/jobs", Some(spin)), async {
         let id = one_with_status(&s, "running").await;
+        let row = state
+            .store
+            .get(id.parse().expect("uuid"))
+            .await
+            .expect("get");
+        assert_eq!(row.is_none(), backend == Backend::Sqlite, "{row:?}");
+        let read = s.call("GET", &format!("/v1/jobs/{id}"), None).await;
+        assert_eq!(read.json["status"], "running", "{}", read.text);
         let stopped = s.call("DELETE", &format!("/v1/jobs/{id}"), None).await;
         assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
+        assert_eq!(stopped.json["status"], "cancelled", "{}", stopped.text);
     });
     assert_eq!(spun.status, StatusCode::OK, "{}", spun.text);
     assert_eq!(spun.json["status"], "cancelled", "{}", spun.text);
     assert_eq!(counter(&s, HANDED).await, 2 * handed);
+    let spun_id = spun.json["id"].as_str().expect("id").parse().expect("uuid");
+    let row = state.store.get(spun_id).await.expect("get");
+    let row = row.expect("stored once it ended");
+    assert_eq!(row.status, strictpy_types::JobStatus::Cancelled);
+    assert!(
+        row.outcome.is_some() && row.finished_at.is_some(),
+        "{row:?}"
+    );
 
     // Behind a busy worker a waiting job is queued like any other.
     let busy = s

@@ -407,7 +407,7 @@ async fn run(state: AppState, mut job: JobRecord, mut writer: Writer) -> Result<
                 },
             }
         }
-        match state.store.get(id).await {
+        match state.job(id).await {
             Ok(Some(next)) => job = next,
             // Erased or purged meanwhile, or the store failed: end the
             // stream; the client's reconnect gets a clear answer.
@@ -476,7 +476,7 @@ pub async fn job_events(
     let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = Uuid::parse_str(&raw).map_err(|_| ApiError::not_found(format!("no job {raw}")))?;
     // Another tenant's job is a 404 exactly like an unknown id.
-    let job = match state.store.get(id).await? {
+    let job = match state.job(id).await? {
         Some(job) if job.tenant == who.tenant => job,
         _ => return Err(ApiError::not_found(format!("no job {id}"))),
     };

@@ -728,12 +728,13 @@ pub async fn invoke_function(
     let prepared = Prepared::new(spec, req.callback_url, req.idempotency_key);
     // Waiting from before the insert on, so the finish hands its record over.
     let waiter = req.wait.then(|| state.waiter(prepared.id));
-    let (job, replayed) = submit(&state, &who, prepared, req.wait).await?;
-    if !replayed {
+    let submitted = submit(&state, &who, prepared, req.wait).await?;
+    if !submitted.replayed {
         state.audit.record(
-            who.event("function_invoked")
-                .details(json!({ "name": f.name, "version": f.version, "job_id": job.id })),
+            who.event("function_invoked").details(
+                json!({ "name": f.name, "version": f.version, "job_id": submitted.job.id }),
+            ),
         );
     }
-    answer(&state, waiter, job, replayed, req.wait).await
+    answer(&state, waiter, submitted, req.wait).await
 }

@@ -262,8 +262,8 @@ pub async fn create_job(
     let prepared = prepare(&state, &who, req).await?;
     // Waiting from before the insert on, so the finish hands its record over.
     let waiter = wait.then(|| state.waiter(prepared.id));
-    let (job, replayed) = submit(&state, &who, prepared, wait).await?;
-    answer(&state, waiter, job, replayed, wait).await
+    let submitted = submit(&state, &who, prepared, wait).await?;
+    answer(&state, waiter, submitted, wait).await
 }
 
 /// Create up to 20 jobs.
@@ -313,9 +313,9 @@ pub async fn create_batch(
         }
         .await;
         items.push(match result {
-            Ok((job, _)) => BatchItem {
-                id: Some(job.id),
-                status: Some(job.status),
+            Ok(submitted) => BatchItem {
+                id: Some(submitted.job.id),
+                status: Some(submitted.job.status),
                 error: None,
             },
             Err(e) => BatchItem {
@@ -339,7 +339,7 @@ fn job_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
 /// The caller's job `id`; another tenant's job is `404` exactly like an
 /// unknown id, so ids reveal nothing across tenants.
 async fn own_job(state: &AppState, who: &Principal, id: Uuid) -> Result<JobRecord, ApiError> {
-    match state.store.get(id).await? {
+    match state.job(id).await? {
         Some(job) if job.tenant == who.tenant => Ok(job),
         _ => Err(ApiError::not_found(format!("no job {id}"))),
     }
@@ -491,7 +491,14 @@ pub async fn list_jobs(
     let (limit, before) = page(&params)?;
     let (jobs, next) = match params.verdict {
         None => {
-            let jobs = state
+            // Handed-off jobs not written yet, looked at before the store
+            // (see `Shared::unwritten_jobs`); one written meanwhile is in
+            // both.
+            let unwritten = match params.status {
+                None | Some(JobStatus::Running) => state.unwritten_of(&who.tenant, before),
+                Some(_) => Vec::new(),
+            };
+            let mut jobs = state
                 .store
                 .list(ListQuery {
                     tenant: who.tenant.clone(),
@@ -500,6 +507,12 @@ pub async fn list_jobs(
                     limit,
                 })
                 .await?;
+            if !unwritten.is_empty() {
+                jobs.retain(|j| unwritten.iter().all(|u| u.id != j.id));
+                jobs.extend(unwritten);
+                jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+                jobs.truncate(limit as usize);
+            }
             let next = (jobs.len() == limit as usize)
                 .then(|| jobs.last().map(|j| j.id))
                 .flatten();

@@ -183,6 +183,25 @@ pub async fn erase_tenant(
         }
         state.guard.end_job(job.id);
     }
+    // Running jobs not written yet must never be: their worker, and their
+    // request, find them failed (and store nothing).
+    let unwritten: Vec<_> = state
+        .unwritten_jobs()
+        .values()
+        .filter(|j| j.record.tenant == tenant)
+        .cloned()
+        .collect();
+    for job in unwritten {
+        let mut write = job.write.lock().await;
+        if matches!(*write, crate::workers::Write::Pending(_)) {
+            *write = crate::workers::Write::Failed(None);
+        }
+        drop(write);
+        state.unwritten_jobs().remove(&job.record.id);
+        if let Some(running) = state.running_jobs().get(&job.record.id) {
+            running.cancel.cancel();
+        }
+    }
     state.audit.flush().await;
     let anonymised_as = format!("erased-{}", auth::random_id()?);
     let erased = state
