@@ -86,6 +86,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let sandbox = Sandbox::new(&sandbox_config)
         .with_context(|| format!("loading the guest {}", guest.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_threads)
         .enable_all()
         .thread_name("strictpy-http")
         .build()
