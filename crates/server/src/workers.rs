@@ -332,9 +332,14 @@ pub fn spawn(
             let worker_state = state.clone();
             let sandbox = sandbox.clone();
             state.workers_alive.fetch_add(1, Ordering::SeqCst);
+            // Counted idle here, before its thread runs, so that a request
+            // arriving the moment the server listens finds every worker
+            // free (a hand-off) rather than racing the thread's start. (If
+            // the thread cannot start, the server does not start either.)
+            let counted = state.queue.idle_from_now();
             let spawned = std::thread::Builder::new()
                 .name(format!("strictpy-worker-{i}"))
-                .spawn(move || worker_loop(worker_state, sandbox));
+                .spawn(move || worker_loop(worker_state, sandbox, counted));
             if spawned.is_err() {
                 // The thread never started, so it will never count itself down.
                 state.workers_alive.fetch_sub(1, Ordering::SeqCst);
@@ -354,13 +359,13 @@ impl Drop for Alive {
     }
 }
 
-fn worker_loop(state: AppState, sandbox: Arc<Sandbox>) {
+fn worker_loop(state: AppState, sandbox: Arc<Sandbox>, counted: bool) {
     let _alive = Alive(state.clone());
     // This thread blocks on every job anyway: SQLite statements run here
     // rather than hopping to the blocking pool and back.
     strictpy_store::run_statements_inline();
     // Whether this worker already counted itself idle for its next job.
-    let mut counted = false;
+    let mut counted = counted;
     loop {
         match state
             .queue
