@@ -557,13 +557,29 @@ fn insert_as(
     job: NewJob,
     started_at: Option<i64>,
 ) -> Result<Created, StoreError> {
+    insert_row(conn, keys, job, started_at, None)
+}
+
+/// The one insert of a job: queued, running since `started_at`, or with
+/// `end` (status, outcome, finished at) final already. The record returned
+/// for a new row leaves `end` out (its caller has it).
+fn insert_row(
+    conn: &mut Connection,
+    keys: &Keyring,
+    job: NewJob,
+    started_at: Option<i64>,
+    end: Option<(JobStatus, &Outcome, i64)>,
+) -> Result<Created, StoreError> {
     let id = job.id.to_string();
     let callback = new_callback(&job);
-    let status = inserted_status(started_at);
+    let status = end.map_or_else(|| inserted_status(started_at), |(status, _, _)| status);
+    let outcome = end
+        .map(|(_, outcome, _)| seal_json(keys, "outcome", &id, outcome))
+        .transpose()?;
     let inserted = execute_cached(
         conn,
-        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, spec, callback, token_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, finished_at, spec, outcome, callback, token_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (tenant, idempotency_key) DO NOTHING",
         params![
             id,
@@ -573,7 +589,9 @@ fn insert_as(
             status.as_str(),
             job.created_at,
             started_at,
+            end.map(|(_, _, at)| at),
             seal_json(keys, "spec", &id, &job.spec)?,
+            outcome,
             callback.as_ref().map(to_json).transpose()?,
             job.token_id,
         ],
@@ -596,7 +614,8 @@ fn insert_as(
 
 /// Inserts a job that already ran, final since `finished_at`: a waiting
 /// client's job that a worker took straight from its request, written once
-/// at its end ([`JobStore::create_finished_unsynced`]).
+/// at its end ([`JobStore::create_finished_unsynced`]). Such a job has no
+/// idempotency key, so the insert can only store it.
 fn insert_finished(
     conn: &mut Connection,
     keys: &Keyring,
@@ -604,34 +623,12 @@ fn insert_finished(
     started_at: i64,
     end: (JobStatus, &Outcome, i64),
 ) -> Result<(), StoreError> {
-    let (status, outcome, finished_at) = end;
-    let id = job.id.to_string();
-    let callback = new_callback(&job);
-    let inserted = execute_cached(
-        conn,
-        "INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at, started_at, finished_at, spec, outcome, callback, token_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            id,
-            job.tenant,
-            job.idempotency_key,
-            job.request_hash,
-            status.as_str(),
-            job.created_at,
-            started_at,
-            finished_at,
-            seal_json(keys, "spec", &id, &job.spec)?,
-            seal_json(keys, "outcome", &id, outcome)?,
-            callback.as_ref().map(to_json).transpose()?,
-            job.token_id,
-        ],
-    )?;
-    if inserted == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt(format!(
-            "job {id}: the insert of its end stored no row"
-        )))
+    let id = job.id;
+    match insert_row(conn, keys, job, Some(started_at), Some(end))? {
+        Created::New(_) => Ok(()),
+        Created::Existing(_) => Err(StoreError::Corrupt(format!(
+            "job {id}: a finished job without a new row"
+        ))),
     }
 }
 

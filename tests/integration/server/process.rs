@@ -68,17 +68,22 @@ impl Process {
             .expect("json")
     }
 
+    /// `GET /v1/jobs` with `query`.
+    async fn list(&self, client: &reqwest::Client, query: &str) -> Value {
+        client
+            .get(format!("{}/v1/jobs{query}", self.base))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// The id of the one running job, once there is one.
     async fn only_running(&self, client: &reqwest::Client) -> String {
         for _ in 0..600 {
-            let list: Value = client
-                .get(format!("{}/v1/jobs?status=running", self.base))
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("json");
+            let list = self.list(client, "?status=running").await;
             if let Some(id) = list["jobs"][0]["id"].as_str() {
                 return id.to_owned();
             }
@@ -227,14 +232,7 @@ async fn kill_9_then_restart_brings_every_accepted_job_to_a_final_state(backend:
         assert_eq!(done["stdout"], format!("{n}\n"));
     }
     // The queued jobs, and on Postgres the interrupted one: nothing else.
-    let all: Value = client
-        .get(format!("{}/v1/jobs", second.base))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let all = second.list(&client, "").await;
     let listed = all["jobs"].as_array().map_or(0, Vec::len);
     let expected = waiting.len() + usize::from(backend == Backend::Postgres);
     assert_eq!(listed, expected, "{all}");
