@@ -309,8 +309,8 @@ pub async fn submit(
 /// written once, at its end, by the worker (its insert and its end in one
 /// write), unless the request's wait ends first ([`answer`]). Without a key
 /// the insert could only store this job or fail, so nothing is lost by not
-/// making it first; until it ends the job is visible to no one but its
-/// request, which is the only one that knows its id.
+/// making it first. Until it is written, readers (`GET`, the listing,
+/// `DELETE`, `/events`) see it in memory ([`crate::Shared::unwritten_jobs`]).
 fn run_unwritten(
     state: &AppState,
     slot: crate::queue::Reservation<'_>,
