@@ -358,7 +358,10 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
         return;
     };
     let data = point.join("data");
-    let node = Node::start(test_config(&data)).await;
+    // A short wait, so that a waiting job can outlast it (below).
+    let mut config = test_config(&data);
+    config.max_wait_ms = 300;
+    let node = Node::start(config).await;
     let slow = node.submit(slow_job()).await;
     assert_eq!(slow.status, StatusCode::ACCEPTED, "{}", slow.text);
     let slow = id_of(&slow);
@@ -368,9 +371,9 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
     let (accepted, refused) = submit_until_refused(&node, 20, "").await;
     assert!(refused > 0, "a read-only database must refuse submissions");
     assert!(accepted.is_empty(), "nothing can be stored: {accepted:?}");
-    // A waiting job goes to the idle worker while its insert runs: the
-    // insert fails, so it is refused the same way, and the worker, which
-    // ran it meanwhile, stores nothing of it and stays up.
+    // A waiting job goes to the idle worker before anything of it is
+    // stored: its one write, at its end, fails, so it is refused the same
+    // way, and nothing of it is stored; the worker stays up.
     let handed_off = || async {
         let metrics = node.call("GET", "/metrics", None).await;
         metrics
@@ -390,6 +393,17 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
         before + 1.0,
         "it went to the idle worker"
     );
+    // One that outlasts its wait is written by its request, `running`,
+    // before a `202`: that write fails too, so it is refused, and the run
+    // nobody will hear of is stopped (else the worker would still spin
+    // when the store is back, below).
+    let spinning = node
+        .submit(
+            json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 20000}, "wait": true}),
+        )
+        .await;
+    assert_unavailable(&spinning);
+    assert_eq!(handed_off().await, before + 2.0, "{}", spinning.text);
     // The running job ends meanwhile but cannot be recorded; it is not
     // dropped: the worker retries until the store takes it.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -399,6 +413,23 @@ async fn a_read_only_sqlite_database_is_503_and_recovers() {
 
     set_immutable(&data, false);
     assert_outlived(&node, &slow).await;
+    // Nothing runs any more: the spinner was stopped, not left to its
+    // 20 s limit.
+    let mut running = f64::NAN;
+    for _ in 0..100 {
+        let metrics = node.call("GET", "/metrics", None).await;
+        running = metrics
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("strictpy_jobs_running "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the running gauge");
+        if running == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running, 0.0, "a job still runs");
     let after = node
         .submit(json!({"code": "print('writable again')", "wait": true}))
         .await;
