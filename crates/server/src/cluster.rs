@@ -159,10 +159,7 @@ fn on_notice(state: &AppState, notice: Notice) {
         Notice::Queued => q.wake_one(),
         Notice::Final(id) => state.remote_final(id),
         Notice::Cancel(id) => {
-            if let Some(running) = state.running_jobs().get(&id) {
-                running.by_user.store(true, Ordering::SeqCst);
-                running.cancel.cancel();
-            }
+            state.interrupt(id, true);
         }
         Notice::Watch(watch) => relay::on_watch(state, watch),
         Notice::Live(live) => relay::on_live(state, live),

@@ -374,9 +374,7 @@ async fn write_unwritten(
                         // The worker stores nothing of it either; cancel
                         // the run nobody will hear of.
                         *write = Write::Failed(None);
-                        if let Some(running) = task_state.running_jobs().get(&id) {
-                            running.cancel.cancel();
-                        }
+                        task_state.interrupt(id, false);
                         Err(e.into())
                     }
                 }

@@ -179,6 +179,21 @@ impl Shared {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Interrupts job `id` if a worker of this node runs it; `by_user` says
+    /// a client cancelled it (it then ends `cancelled` even at shutdown).
+    /// False when no worker of this node runs it.
+    pub fn interrupt(&self, id: Uuid, by_user: bool) -> bool {
+        let running_jobs = self.running_jobs();
+        let Some(running) = running_jobs.get(&id) else {
+            return false;
+        };
+        if by_user {
+            running.by_user.store(true, Ordering::SeqCst);
+        }
+        running.cancel.cancel();
+        true
+    }
+
     /// The jobs handed to a worker and not written yet, by id. An entry is
     /// removed only after its job's write committed (or failed), so a
     /// reader that looks here first and then in the store never misses a
@@ -371,6 +386,11 @@ impl AppState {
     /// count is given back, and its waiting request woken.
     pub fn job_unstored(&self, id: uuid::Uuid) {
         self.guard.end_job(id);
+        self.wake_waiters(id);
+    }
+
+    /// Wakes every request waiting on job `id` and drops its entry.
+    fn wake_waiters(&self, id: Uuid) {
         if let Some(notify) = self.waiters().remove(&id) {
             notify.notify_waiters();
         }
@@ -391,9 +411,7 @@ impl AppState {
         }
         let latency = (now_ms() - job.created_at) as f64 / 1000.0;
         self.metrics.job_finished(status, outcome, latency);
-        if let Some(notify) = self.waiters().remove(&id) {
-            notify.notify_waiters();
-        }
+        self.wake_waiters(id);
         // Most jobs have no webhook; only those need the final record read
         // back from the store.
         if job.callback.is_some() {

@@ -253,6 +253,18 @@ pub struct Recovery {
     pub queued: Vec<Uuid>,
 }
 
+/// What a store several nodes share answers to the one-process hand-offs
+/// ([`JobStore::create_running_unsynced`],
+/// [`JobStore::create_finished_unsynced`]): there a running job is always a
+/// node's claim.
+fn claim_only<'a, T: 'a>() -> StoreFuture<'a, T> {
+    Box::pin(async {
+        Err(StoreError::Config(
+            "this store hands running jobs out only through a claim".into(),
+        ))
+    })
+}
+
 /// Durable job storage. Every method commits before its future resolves.
 pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Inserts a queued job, or returns the tenant's existing job with the
@@ -372,11 +384,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// node under a lease, which only a claim takes. The default refuses.
     fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
         let _ = (job, started_at);
-        Box::pin(async {
-            Err(StoreError::Config(
-                "this store hands running jobs out only through a claim".into(),
-            ))
-        })
+        claim_only()
     }
     /// Stores, in one write, a job that a worker of this very process took
     /// straight from its waiting request (`wait: true`, no idempotency key)
@@ -393,11 +401,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         finished_at: i64,
     ) -> StoreFuture<'_, ()> {
         let _ = (job, started_at, status, outcome, finished_at);
-        Box::pin(async {
-            Err(StoreError::Config(
-                "this store hands running jobs out only through a claim".into(),
-            ))
-        })
+        claim_only()
     }
     /// Makes every commit so far survive a power loss: what
     /// [`JobStore::create_capped_unsynced`] left to the page cache is

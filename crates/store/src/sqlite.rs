@@ -365,6 +365,29 @@ impl SqliteStore {
         Box::pin(blocking(run))
     }
 
+    /// The insert of every unsynced create: queued, (with `started_at`)
+    /// `running`, or (with `end` too) final. `synchronous` stays NORMAL:
+    /// committed to the WAL in the page cache, which outlives the process;
+    /// [`JobStore::sync`] flushes it.
+    fn insert_unsynced(
+        &self,
+        job: NewJob,
+        started_at: Option<i64>,
+        end: Option<(JobStatus, Outcome, i64)>,
+    ) -> StoreFuture<'_, Created> {
+        let flushed = self.flushed.clone();
+        self.with_keys_quick(move |conn, keys| {
+            let end = end
+                .as_ref()
+                .map(|(status, outcome, at)| (*status, outcome, *at));
+            let created = insert_row(conn, keys, job, started_at, end)?;
+            if matches!(created, Created::New(_)) {
+                flushed.written.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(created)
+        })
+    }
+
     /// [`SqliteStore::with_keys`] for a point statement (one row by its
     /// key, no fsync): when the connection is free it runs right here, even
     /// on an async runtime's thread, because the hop to the blocking pool
@@ -373,21 +396,6 @@ impl SqliteStore {
     /// thread never waits for the lock, only for its own few microseconds
     /// of SQLite (checkpoints, which fsync, run on their own thread; see
     /// [`Checkpointer`]).
-    /// The insert of both unsynced creates, queued or (with `started_at`)
-    /// `running`. `synchronous` stays NORMAL: committed to the WAL in the
-    /// page cache, which outlives the process; [`JobStore::sync`] flushes
-    /// it.
-    fn insert_unsynced(&self, job: NewJob, started_at: Option<i64>) -> StoreFuture<'_, Created> {
-        let flushed = self.flushed.clone();
-        self.with_keys_quick(move |conn, keys| {
-            let created = insert_as(conn, keys, job, started_at)?;
-            if matches!(created, Created::New(_)) {
-                flushed.written.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(created)
-        })
-    }
-
     fn with_keys_quick<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
@@ -547,20 +555,10 @@ fn query_jobs(
 /// One write statement, no read before it: a second connection on the same
 /// file (another process) cannot slip a job in between.
 fn insert(conn: &mut Connection, keys: &Keyring, job: NewJob) -> Result<Created, StoreError> {
-    insert_as(conn, keys, job, None)
+    insert_row(conn, keys, job, None, None)
 }
 
-/// [`insert`], as `running` since `started_at` when that is set.
-fn insert_as(
-    conn: &mut Connection,
-    keys: &Keyring,
-    job: NewJob,
-    started_at: Option<i64>,
-) -> Result<Created, StoreError> {
-    insert_row(conn, keys, job, started_at, None)
-}
-
-/// The one insert of a job: queued, running since `started_at`, or with
+/// [`insert`], the one insert of a job: queued, running since `started_at`, or with
 /// `end` (status, outcome, finished at) final already. The record returned
 /// for a new row leaves `end` out (its caller has it).
 fn insert_row(
@@ -612,26 +610,6 @@ fn insert_row(
         .ok_or_else(|| rows::no_holder_of_key(&id))
 }
 
-/// Inserts a job that already ran, final since `finished_at`: a waiting
-/// client's job that a worker took straight from its request, written once
-/// at its end ([`JobStore::create_finished_unsynced`]). Such a job has no
-/// idempotency key, so the insert can only store it.
-fn insert_finished(
-    conn: &mut Connection,
-    keys: &Keyring,
-    job: NewJob,
-    started_at: i64,
-    end: (JobStatus, &Outcome, i64),
-) -> Result<(), StoreError> {
-    let id = job.id;
-    match insert_row(conn, keys, job, Some(started_at), Some(end))? {
-        Created::New(_) => Ok(()),
-        Created::Existing(_) => Err(StoreError::Corrupt(format!(
-            "job {id}: a finished job without a new row"
-        ))),
-    }
-}
-
 impl JobStore for SqliteStore {
     fn create(&self, job: NewJob) -> StoreFuture<'_, Created> {
         self.with_keys(move |conn, keys| {
@@ -649,12 +627,12 @@ impl JobStore for SqliteStore {
     ) -> StoreFuture<'_, Option<Created>> {
         // One node per SQLite store: the server's guard counts the cap.
         let _ = cap;
-        let created = self.insert_unsynced(job, None);
+        let created = self.insert_unsynced(job, None, None);
         Box::pin(async move { created.await.map(Some) })
     }
 
     fn create_running_unsynced(&self, job: NewJob, started_at: i64) -> StoreFuture<'_, Created> {
-        self.insert_unsynced(job, Some(started_at))
+        self.insert_unsynced(job, Some(started_at), None)
     }
 
     fn create_finished_unsynced(
@@ -665,11 +643,17 @@ impl JobStore for SqliteStore {
         outcome: Outcome,
         finished_at: i64,
     ) -> StoreFuture<'_, ()> {
-        let flushed = self.flushed.clone();
-        self.with_keys_quick(move |conn, keys| {
-            insert_finished(conn, keys, job, started_at, (status, &outcome, finished_at))?;
-            flushed.written.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+        // Such a job has no idempotency key, so the insert can only store it.
+        let id = job.id;
+        let end = Some((status, outcome, finished_at));
+        let created = self.insert_unsynced(job, Some(started_at), end);
+        Box::pin(async move {
+            match created.await? {
+                Created::New(_) => Ok(()),
+                Created::Existing(_) => Err(StoreError::Corrupt(format!(
+                    "job {id}: a finished job without a new row"
+                ))),
+            }
         })
     }
 

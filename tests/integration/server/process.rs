@@ -57,9 +57,10 @@ impl Process {
         reply.json().await.expect("json")
     }
 
-    async fn get(&self, client: &reqwest::Client, id: &str) -> Value {
+    /// `GET /v1/jobs{rest}`, as JSON.
+    async fn get_jobs(&self, client: &reqwest::Client, rest: &str) -> Value {
         client
-            .get(format!("{}/v1/jobs/{id}", self.base))
+            .get(format!("{}/v1/jobs{rest}", self.base))
             .send()
             .await
             .expect("GET")
@@ -68,16 +69,13 @@ impl Process {
             .expect("json")
     }
 
+    async fn get(&self, client: &reqwest::Client, id: &str) -> Value {
+        self.get_jobs(client, &format!("/{id}")).await
+    }
+
     /// `GET /v1/jobs` with `query`.
     async fn list(&self, client: &reqwest::Client, query: &str) -> Value {
-        client
-            .get(format!("{}/v1/jobs{query}", self.base))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json")
+        self.get_jobs(client, query).await
     }
 
     /// The id of the one running job, once there is one.

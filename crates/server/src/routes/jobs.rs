@@ -434,12 +434,7 @@ pub async fn cancel_job(
     {
         state.queue.remove(id);
         state.job_final(&job, JobStatus::Cancelled, &outcome);
-    } else if let Some(running) = state.running_jobs().get(&id) {
-        running
-            .by_user
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        running.cancel.cancel();
-    } else if state.queue.database().is_some() {
+    } else if !state.interrupt(id, true) && state.queue.database().is_some() {
         return cancel_elsewhere(&state, id).await;
     }
     let job = wait_final(&state, id, CANCEL_WAIT)

@@ -178,9 +178,7 @@ pub async fn erase_tenant(
             continue;
         }
         state.queue.remove(job.id);
-        if let Some(running) = state.running_jobs().get(&job.id) {
-            running.cancel.cancel();
-        }
+        state.interrupt(job.id, false);
         state.guard.end_job(job.id);
     }
     // Running jobs not written yet must never be: their worker, and their
@@ -198,9 +196,7 @@ pub async fn erase_tenant(
         }
         drop(write);
         state.unwritten_jobs().remove(&job.record.id);
-        if let Some(running) = state.running_jobs().get(&job.record.id) {
-            running.cancel.cancel();
-        }
+        state.interrupt(job.record.id, false);
     }
     state.audit.flush().await;
     let anonymised_as = format!("erased-{}", auth::random_id()?);
