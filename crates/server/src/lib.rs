@@ -261,6 +261,14 @@ impl Shared {
     /// concurrent-job count here drops, requests waiting here answer, and
     /// its mirror here closes.
     pub fn remote_final(&self, id: Uuid) {
+        // A job this node runs is this node's worker's to report: its
+        // finish hands the waiters the final record (and the notice of that
+        // very finish may arrive first). Should another node have ended it
+        // (a reaper, after this node's lease ran out), the worker's own
+        // finish fails and wakes the waiters then.
+        if self.running_jobs().contains_key(&id) {
+            return;
+        }
         self.guard.end_job(id);
         self.live.close_mirror(id);
         if let Some(notify) = self.waiters().remove(&id) {
@@ -390,7 +398,7 @@ impl AppState {
     }
 
     /// Wakes every request waiting on job `id` and drops its entry.
-    fn wake_waiters(&self, id: Uuid) {
+    pub(crate) fn wake_waiters(&self, id: Uuid) {
         if let Some(notify) = self.waiters().remove(&id) {
             notify.notify_waiters();
         }

@@ -497,7 +497,12 @@ fn execute(
     let counted = state.queue.idle_from_now();
     match finished {
         Some(Ok(true)) => state.job_finished(&record, status, &outcome, at),
-        Some(Ok(false)) => tracing::warn!(%id, "job was no longer running when it finished"),
+        Some(Ok(false)) => {
+            // Ended elsewhere meanwhile (cancelled, or reaped): the waiters
+            // read the job as it was left.
+            tracing::warn!(%id, "job was no longer running when it finished");
+            state.wake_waiters(id);
+        }
         Some(Err(e)) => tracing::error!(%id, error = %e, "cannot record the job's outcome"),
         None => {
             tracing::warn!(%id, "the job could not be stored; its request answers with the error");
