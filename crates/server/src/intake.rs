@@ -17,7 +17,7 @@ use axum::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use strictpy_store::{Created, JobRecord, JobSpec, NewJob};
-use strictpy_types::LimitError;
+use strictpy_types::{JobStatus, LimitError};
 use uuid::Uuid;
 
 use crate::{
@@ -248,14 +248,23 @@ pub async fn submit(
         running
     });
     let job = new_job(who, id, prepared);
+    let database = state.queue.database();
     if let Some(running) = running.as_ref()
         && job.idempotency_key.is_none()
+        && database.is_none()
     {
         return Ok(run_unwritten(state, slot, job, running.clone()));
     }
-    let created = match running {
-        Some(_) => store.create_running_unsynced(job, now_ms()).await.map(Some),
-        None => store.create_capped_unsynced(job, job_cap).await,
+    let created = match (&running, database) {
+        (Some(_), None) => store.create_running_unsynced(job, now_ms()).await.map(Some),
+        // The insert claims the job for this node, unless some job is
+        // queued in the cluster: then it is queued behind that one.
+        (Some(_), Some(db)) => {
+            db.store
+                .create_claimed(job, job_cap, db.claim_at(now_ms()))
+                .await
+        }
+        (None, _) => store.create_capped_unsynced(job, job_cap).await,
     };
     let not_new = || {
         state.guard.end_job(id);
@@ -277,13 +286,18 @@ pub async fn submit(
     match created {
         Created::New(job) => {
             match running {
-                Some(running) => {
+                Some(running) if job.status == JobStatus::Running => {
                     slot.hand_off(Handoff {
                         record: Box::new(job.clone()),
                         running,
                         unwritten: None,
                     });
                     state.metrics.handed_off.inc();
+                }
+                // Inserted queued after all: a worker claims it.
+                Some(_) => {
+                    state.running_jobs().remove(&id);
+                    slot.push(job.id);
                 }
                 None => slot.push(job.id),
             }

@@ -7,10 +7,17 @@
 //! UPDATE SKIP LOCKED`), holds a lease the node's heartbeat renews
 //! (`cluster.rs`), and finishes the job only while the lease is still its
 //! own. Idle workers sleep until a `NOTIFY` says a job was queued, or
-//! `cluster.poll_ms` passes.
+//! `cluster.poll_ms` passes. A `wait: true` job that finds one of this
+//! node's workers idle, with nothing queued in the cluster, is inserted
+//! already claimed by this node and handed to that worker in memory
+//! ([`Queue::reserve_handoff`]): no `NOTIFY` to hear and no claim to make.
 
 use std::{
-    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    collections::VecDeque,
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -56,6 +63,56 @@ pub struct DbQueue {
     /// When a claim last failed with a store error, so a database outage
     /// is logged once a few seconds rather than by every idle worker.
     last_error_at: AtomicU64,
+    /// This node's idle workers and the jobs handed to them.
+    local: Mutex<Local>,
+}
+
+/// This node's idle workers, as [`Queue::reserve_handoff`] promises them,
+/// and the jobs their requests inserted already claimed for them.
+#[derive(Debug, Default)]
+struct Local {
+    /// Workers in [`DbQueue::claim`] that are neither claiming nor running.
+    idle: usize,
+    /// Idle workers promised to requests that are still inserting.
+    promised: usize,
+    /// Jobs inserted `running` under this node's lease, for the next idle
+    /// worker, which takes them before it claims.
+    handoffs: VecDeque<Handoff>,
+}
+
+/// The promise of an idle worker of this node (see [`Queue::reserve_handoff`]);
+/// dropping it unused gives the worker back.
+#[derive(Debug)]
+pub struct DbSlot<'a> {
+    /// The queue the worker waits in.
+    queue: &'a DbQueue,
+    /// True once the promise was used or given back.
+    used: bool,
+}
+
+impl DbSlot<'_> {
+    /// Gives the promise back (once); with `handoff`, hands that job over.
+    /// Either way one idle worker is woken: the one waiting for this
+    /// hand-off, or, given back, one that may have slept through a
+    /// `NOTIFY` while every idle worker was promised.
+    fn release(&mut self, handoff: Option<Handoff>) {
+        if std::mem::replace(&mut self.used, true) {
+            return;
+        }
+        let mut local = self.queue.local();
+        local.promised -= 1;
+        if let Some(handoff) = handoff {
+            local.handoffs.push_back(handoff);
+        }
+        drop(local);
+        self.queue.wake.notify_one();
+    }
+}
+
+impl Drop for DbSlot<'_> {
+    fn drop(&mut self) {
+        self.release(None);
+    }
 }
 
 /// A place in the queue taken before a job is stored.
@@ -66,26 +123,40 @@ pub enum Reservation<'a> {
     /// Nothing to hold: the stored row is the queue entry, and the insert
     /// trigger wakes a worker.
     Database,
+    /// An idle worker of this node, promised to a job to be inserted
+    /// already claimed ([`strictpy_store::PostgresStore::create_claimed`]).
+    DatabaseHandoff(DbSlot<'a>),
 }
 
 impl Reservation<'_> {
-    /// Queues the stored job `id`.
+    /// Queues the stored job `id` (a hand-off promise, too, can take a
+    /// queued job: in the database, the promised worker is then free again
+    /// and the insert's `NOTIFY` wakes a worker).
     pub fn push(self, id: Uuid) {
-        if let Self::Memory(slot) = self {
-            slot.push(id);
+        match self {
+            Self::Memory(slot) => slot.push(id),
+            Self::Database => {}
+            Self::DatabaseHandoff(mut slot) => slot.release(None),
         }
     }
 
     /// True when this promises an idle worker of this node
     /// ([`Queue::reserve_handoff`]).
     pub fn is_handoff(&self) -> bool {
-        matches!(self, Self::Memory(slot) if slot.is_handoff())
+        match self {
+            Self::Memory(slot) => slot.is_handoff(),
+            Self::Database => false,
+            Self::DatabaseHandoff(_) => true,
+        }
     }
 
-    /// Passes a job stored `running` to the worker this promised.
+    /// Passes a job stored `running` (in the database: under this node's
+    /// lease) to the worker this promised.
     pub fn hand_off(self, handoff: Handoff) {
-        if let Self::Memory(slot) = self {
-            slot.hand_off(handoff);
+        match self {
+            Self::Memory(slot) => slot.hand_off(handoff),
+            Self::Database => {}
+            Self::DatabaseHandoff(mut slot) => slot.release(Some(handoff)),
         }
     }
 }
@@ -119,6 +190,23 @@ impl DbQueue {
             closed: AtomicBool::new(false),
             depth: AtomicUsize::new(0),
             last_error_at: AtomicU64::new(0),
+            local: Mutex::new(Local::default()),
+        }
+    }
+
+    fn local(&self) -> MutexGuard<'_, Local> {
+        // Every update of `Local` is a single counter change, push or pop,
+        // so it stays consistent under any panic: a poisoned lock is safe.
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lease a job inserted already claimed by this node gets, started
+    /// at `started_at`.
+    pub fn claim_at(&self, started_at: i64) -> strictpy_store::Claim<'_> {
+        strictpy_store::Claim {
+            node: &self.node,
+            lease_ms: self.lease_ms,
+            started_at,
         }
     }
 
@@ -135,17 +223,46 @@ impl DbQueue {
         );
     }
 
-    /// Claims jobs until one is found or the queue closes, sleeping between
-    /// tries until woken or the poll period passes.
-    async fn claim(&self, state: &AppState, running: RunningJob) -> Next {
+    /// Takes a job handed to this node's idle workers, or claims jobs
+    /// until one is found or the queue closes, sleeping between tries
+    /// until woken or the poll period passes. `counted`: the worker already
+    /// counted itself idle ([`Queue::idle_from_now`]).
+    async fn claim(&self, state: &AppState, running: RunningJob, counted: bool) -> Next {
+        if !counted {
+            self.local().idle += 1;
+        }
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
-            // Enabled before the claim, so a NOTIFY that arrives while the
-            // claim runs is not lost.
+            // Enabled before the hand-offs are looked at and the claim is
+            // made, so a hand-off or a NOTIFY meanwhile is not lost.
             woken.as_mut().enable();
-            if self.closed.load(Ordering::SeqCst) {
-                return Next::Closed;
+            let all_promised = {
+                let mut local = self.local();
+                // A hand-off is stored `running` under this node's lease:
+                // it is taken even after close, and shutdown's grace period
+                // covers it as it covers every running job.
+                if let Some(handoff) = local.handoffs.pop_front() {
+                    local.idle -= 1;
+                    return Next::Job(handoff.record, handoff.running, None);
+                }
+                if self.closed.load(Ordering::SeqCst) {
+                    local.idle -= 1;
+                    return Next::Closed;
+                }
+                // Every idle worker promised to a job being inserted: this
+                // one waits for its hand-off (or for the promise to be given
+                // back) rather than claiming. A claiming worker is not idle:
+                // no request counts on it.
+                let all_promised = local.idle <= local.promised;
+                if !all_promised {
+                    local.idle -= 1;
+                }
+                all_promised
+            };
+            if all_promised {
+                let _ = tokio::time::timeout(self.poll, woken).await;
+                continue;
             }
             match self.store.claim(&self.node, self.lease_ms, now_ms()).await {
                 Ok(Some(record)) => {
@@ -163,8 +280,26 @@ impl DbQueue {
                     }
                 }
             }
+            self.local().idle += 1;
             let _ = tokio::time::timeout(self.poll, woken).await;
         }
+    }
+
+    /// Promises an idle worker of this node that no other request counts
+    /// on, or `None`.
+    fn try_reserve_handoff(&self) -> Option<DbSlot<'_>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut local = self.local();
+        if local.idle <= local.promised + local.handoffs.len() {
+            return None;
+        }
+        local.promised += 1;
+        Some(DbSlot {
+            queue: self,
+            used: false,
+        })
     }
 }
 
@@ -190,28 +325,27 @@ impl Queue {
 
     /// Promises an idle worker of this node to a `wait: true` job, which
     /// its request then stores `running` and hands over in memory (no
-    /// start to write, no read-back): `None` when no worker is free, or
-    /// when the queue is in the database, where only a claim (with its
-    /// lease) may start a job.
+    /// start to write, no read-back; in the database, no `NOTIFY` and no
+    /// claim: the insert is the claim). `None` when no worker is free.
     pub fn reserve_handoff(&self) -> Option<Reservation<'_>> {
         match self {
             Self::Memory(q) => q.try_reserve_handoff().map(Reservation::Memory),
-            Self::Database(_) => None,
+            Self::Database(q) => q.try_reserve_handoff().map(Reservation::DatabaseHandoff),
         }
     }
 
     /// Counts the calling worker, which just stored its job's end, idle
     /// for the next job before it wakes that job's clients
-    /// ([`JobQueue::idle_from_now`]); true if it did (in memory: the
-    /// database queue promises no workers).
+    /// ([`JobQueue::idle_from_now`]): a client that sends its next
+    /// `wait: true` job the moment it has its answer then finds the worker
+    /// free for a hand-off. The worker's next [`Queue::next`] (with
+    /// `counted`) takes this count over.
     pub fn idle_from_now(&self) -> bool {
         match self {
-            Self::Memory(q) => {
-                q.idle_from_now();
-                true
-            }
-            Self::Database(_) => false,
+            Self::Memory(q) => q.idle_from_now(),
+            Self::Database(q) => q.local().idle += 1,
         }
+        true
     }
 
     /// Queues a job found in the store at start-up (in memory only: in the
@@ -293,7 +427,7 @@ impl Queue {
                 state.running_jobs().remove(&id);
                 Next::Skip
             }
-            Self::Database(q) => state.runtime.block_on(q.claim(state, running)),
+            Self::Database(q) => state.runtime.block_on(q.claim(state, running, counted)),
         }
     }
 

@@ -31,7 +31,7 @@ pub use functions::{
 };
 pub use location::{StoreLocation, without_password};
 pub use postgres::{
-    CANCEL_CHANNEL, FINAL_CHANNEL, LIVE_CHANNEL, LiveChunk, LiveNotice, MAX_LIVE_DATA,
+    CANCEL_CHANNEL, Claim, FINAL_CHANNEL, LIVE_CHANNEL, LiveChunk, LiveNotice, MAX_LIVE_DATA,
     MIGRATION_LOCK, NodeRecord, Notice, PgOptions, PostgresStore, QUEUED_CHANNEL, REAP_LOCK,
     Reaped, WATCH_CHANNEL, Watch,
 };

@@ -300,6 +300,23 @@ impl PostgresStore {
     }
 }
 
+/// The database's clock in Unix milliseconds: leases written by one node
+/// and read by another compare times of one clock, not two, so nodes whose
+/// clocks disagree still agree on which lease expired.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// The lease a job inserted already claimed is written with, as
+/// [`PostgresStore::claim`] would have leased it.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The node whose worker runs the job.
+    pub node: &'a str,
+    /// Lease length in milliseconds, from now by the database's clock.
+    pub lease_ms: i64,
+    /// The job's start, Unix milliseconds (this node's clock, as a claim's).
+    pub started_at: i64,
+}
+
 /// The password when the URL has none: `PGPASSWORD`, else the first line of
 /// the password file.
 fn password(options: &PgOptions) -> Result<Option<String>, StoreError> {
@@ -700,7 +717,7 @@ impl JobStore for PostgresStore {
 
     fn create_capped(&self, job: NewJob, cap: JobCap) -> StoreFuture<'_, Option<Created>> {
         self.with(move |client, keys| async move {
-            duties::create_capped(client, keys, job, &cap).await
+            duties::create_capped(client, keys, job, &cap, None).await
         })
     }
 

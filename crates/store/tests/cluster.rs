@@ -324,3 +324,110 @@ async fn postgres_purge_is_skipped_while_another_node_purges() {
     let purged = store.purge(100, 100, 100).await.expect("purge");
     assert_eq!(purged.jobs, 1);
 }
+
+/// A waiting job a node's idle worker is promised goes in already claimed
+/// by that node (its lease, not another node's, finishes it, and no claim
+/// finds it), under the token's cap like any insert, unless a job is queued
+/// in the cluster: then it is queued behind that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_job_inserted_claimed_is_leased_to_its_node_unless_one_is_queued() {
+    let Some((location, _)) = postgres() else {
+        return;
+    };
+    let store = open(&location).await;
+    let pg = store.postgres().expect("a postgres store");
+    store.insert_token(token("api", None)).await.expect("token");
+    let cap = |limit| JobCap {
+        budget_key: "api".into(),
+        limit,
+    };
+    let claim = |node| strictpy_store::Claim {
+        node,
+        lease_ms: 60_000,
+        started_at: 5,
+    };
+    let done = Outcome::failed(Verdict::Internal, "x");
+
+    // Nothing queued: running, started, and the node's own.
+    let Some(Created::New(first)) = pg
+        .create_claimed(job("api", None), cap(3), claim("n1"))
+        .await
+        .expect("insert")
+    else {
+        panic!("inserted");
+    };
+    assert_eq!(first.status, JobStatus::Running);
+    assert_eq!(first.started_at, Some(5));
+    let stored = store.get(first.id).await.expect("get").expect("stored");
+    assert_eq!(
+        (stored.status, stored.started_at),
+        (JobStatus::Running, Some(5))
+    );
+    assert!(pg.claim("n2", 60_000, 6).await.expect("claim").is_none());
+    assert!(
+        !pg.finish_owned(first.id, "n2", JobStatus::Succeeded, &done, 7)
+            .await
+            .expect("finish"),
+        "another node's lease does not finish it"
+    );
+
+    // The cap counts it: one place left of two.
+    assert!(
+        pg.create_claimed(job("api", None), cap(1), claim("n1"))
+            .await
+            .expect("insert")
+            .is_none(),
+        "at the cap"
+    );
+
+    // A job queued first is not passed: the next one queues behind it.
+    let Some(Created::New(queued)) = store
+        .create_capped(job("api", None), cap(3))
+        .await
+        .expect("create")
+    else {
+        panic!("queued");
+    };
+    let Some(Created::New(behind)) = pg
+        .create_claimed(job("api", None), cap(3), claim("n1"))
+        .await
+        .expect("insert")
+    else {
+        panic!("inserted");
+    };
+    assert_eq!(
+        (behind.status, behind.started_at),
+        (JobStatus::Queued, None)
+    );
+    let order: Vec<Uuid> = [
+        pg.claim("n2", 60_000, 8).await.expect("claim"),
+        pg.claim("n2", 60_000, 9).await.expect("claim"),
+    ]
+    .into_iter()
+    .map(|j| j.expect("claimed").id)
+    .collect();
+    assert_eq!(order, vec![queued.id, behind.id]);
+
+    // The node that holds the lease finishes it, once.
+    assert!(
+        pg.finish_owned(first.id, "n1", JobStatus::Succeeded, &done, 10)
+            .await
+            .expect("finish")
+    );
+    let finished = store.get(first.id).await.expect("get").expect("stored");
+    assert_eq!(finished.status, JobStatus::Succeeded);
+
+    // A replay under the same key finds the first job, inserted or not.
+    let Some(Created::New(keyed)) = pg
+        .create_claimed(job("api", Some("k")), cap(10), claim("n1"))
+        .await
+        .expect("insert")
+    else {
+        panic!("inserted");
+    };
+    let replay = pg
+        .create_claimed(job("api", Some("k")), cap(10), claim("n2"))
+        .await
+        .expect("insert");
+    assert!(matches!(replay, Some(Created::Existing(j)) if j.id == keyed.id));
+}

@@ -277,6 +277,82 @@ async fn cancel_wait_and_idempotency_across_two_nodes() {
     );
 }
 
+/// A `wait: true` job that reaches a node with an idle worker, and nothing
+/// queued anywhere, is inserted already claimed by that node and handed to
+/// the worker: it runs where it arrived, under that node's lease, with one
+/// attempt, and the node counts the hand-off. With the node's one worker
+/// busy, the job is queued and the other node claims it, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_runs_on_the_idle_node_it_reached_without_a_claim() {
+    let Some(cluster) = Cluster::start(spec(2, 1).env("STRICTPY_CLUSTER__POLL_MS", "60000")) else {
+        return;
+    };
+    let ids = [cluster.node_id(0), cluster.node_id(1)];
+    let handed_off = |i| {
+        let cluster = &cluster;
+        async move {
+            let reply = cluster.request(i, Method::GET, "/metrics", None).await;
+            reply
+                .text
+                .lines()
+                .find_map(|l| l.strip_prefix("strictpy_jobs_handed_off_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no hand-off counter: {}", reply.text))
+        }
+    };
+    for round in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            let reply = cluster
+                .submit_as(
+                    i,
+                    &cluster.token,
+                    &json!({"code": "print(6 * 7)", "wait": true}),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            assert_eq!(reply.json["stdout"], "42\n", "{}", reply.json);
+            let job = id_of(&reply.json);
+            assert_eq!(
+                &owner(&cluster, &job),
+                id,
+                "round {round}: ran where it arrived"
+            );
+        }
+    }
+    assert_eq!((handed_off(0).await, handed_off(1).await), (3, 3));
+    assert_eq!(
+        count(&cluster, "SELECT COUNT(*) FROM jobs WHERE attempts <> 1"),
+        0
+    );
+
+    // Node 0's worker busy: its waiting job is queued, and node 1 runs it.
+    let spinner = cluster
+        .submit(
+            0,
+            &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30_000}}),
+        )
+        .await;
+    let spinner = id_of(&spinner);
+    cluster
+        .until(0, &spinner, |j| j["status"] == "running")
+        .await;
+    let busy = usize::from(owner(&cluster, &spinner) != ids[0]);
+    let reply = cluster
+        .submit_as(
+            busy,
+            &cluster.token,
+            &json!({"code": "print(1)", "wait": true}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(owner(&cluster, &id_of(&reply.json)), ids[1 - busy]);
+    assert_eq!(handed_off(busy).await, 3, "nothing handed to a busy node");
+    let reply = cluster
+        .request(busy, Method::DELETE, &format!("/v1/jobs/{spinner}"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
 /// On SQLite the queue is in memory and `/v1/cluster` answers the one
 /// local node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

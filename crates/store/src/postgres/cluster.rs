@@ -17,7 +17,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 use super::live::{LIVE_CHANNEL, LiveNotice, WATCH_CHANNEL, Watch, decode_live, decode_watch};
-use super::{PostgresStore, execute, query_jobs};
+use super::{DB_NOW_MS, PostgresStore, execute, query_jobs};
 use crate::rows::{COLUMNS, parse_id, seal_json};
 use crate::{JobRecord, Keyring, StoreError};
 
@@ -34,11 +34,6 @@ pub const FINAL_CHANNEL: &str = "strictpy_final";
 /// Channel on which a cancel of a running job is asked for (its id); the
 /// node running it interrupts it.
 pub const CANCEL_CHANNEL: &str = "strictpy_cancel";
-
-/// The database's clock in Unix milliseconds. Leases and heartbeats are
-/// stamped and compared with it, never with a node's own clock, so nodes
-/// whose clocks disagree still agree on which lease expired.
-const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// How long a node may go without a heartbeat before its row is deleted
 /// from `nodes` (it stays listed as not alive until then).
@@ -144,7 +139,7 @@ impl PostgresStore {
             &self.keys,
             &format!(
                 "UPDATE jobs SET status = 'running', lease_owner = $1,
-                        lease_expires_at = {DB_NOW} + $2, started_at = $3,
+                        lease_expires_at = {DB_NOW_MS} + $2, started_at = $3,
                         attempts = attempts + 1
                  WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
@@ -155,6 +150,24 @@ impl PostgresStore {
         )
         .await?;
         Ok(jobs.into_iter().next())
+    }
+
+    /// Inserts a job whose client waits for it (`wait: true`) and that an
+    /// idle worker of `claim.node` is promised: under the token's cap as
+    /// [`crate::JobStore::create_capped`] counts it, and, when no job is
+    /// queued anywhere in the cluster (so it passes none), already claimed:
+    /// `running` under the lease [`PostgresStore::claim`] would have given
+    /// it, so no worker needs to hear of it and claim it. Otherwise it is
+    /// queued like any job (the returned record says which). One
+    /// transaction.
+    pub async fn create_claimed(
+        &self,
+        job: crate::NewJob,
+        cap: crate::JobCap,
+        claim: super::Claim<'_>,
+    ) -> Result<Option<crate::Created>, StoreError> {
+        let client = self.client().await?;
+        super::duties::create_capped(client, &self.keys, job, &cap, Some(&claim)).await
     }
 
     /// Moves job `id` to a final status, only while `node` still holds its
@@ -196,9 +209,9 @@ impl PostgresStore {
             &client,
             &format!(
                 "INSERT INTO nodes (id, address, workers, busy, version, started_at, heartbeat_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, {DB_NOW})
+                 VALUES ($1, $2, $3, $4, $5, $6, {DB_NOW_MS})
                  ON CONFLICT (id) DO UPDATE SET address = $2, workers = $3, busy = $4,
-                     version = $5, started_at = $6, heartbeat_at = {DB_NOW}"
+                     version = $5, started_at = $6, heartbeat_at = {DB_NOW_MS}"
             ),
             &[
                 &node.id,
@@ -213,7 +226,7 @@ impl PostgresStore {
         execute(
             &client,
             &format!(
-                "UPDATE jobs SET lease_expires_at = {DB_NOW} + $1
+                "UPDATE jobs SET lease_expires_at = {DB_NOW_MS} + $1
                  WHERE status = 'running' AND lease_owner = $2"
             ),
             &[&lease_ms, &node.id],
@@ -238,7 +251,7 @@ impl PostgresStore {
                         n.heartbeat_at,
                         (SELECT COUNT(*) FROM jobs j
                           WHERE j.status = 'running' AND j.lease_owner = n.id)::BIGINT,
-                        n.heartbeat_at + $1 >= {DB_NOW}
+                        n.heartbeat_at + $1 >= {DB_NOW_MS}
                  FROM nodes n ORDER BY n.id"
             ))
             .await?;
@@ -297,7 +310,7 @@ impl PostgresStore {
             .query(
                 &format!(
                     "SELECT id, lease_owner FROM jobs
-                     WHERE status = 'running' AND lease_expires_at < {DB_NOW}
+                     WHERE status = 'running' AND lease_expires_at < {DB_NOW_MS}
                      ORDER BY id FOR UPDATE SKIP LOCKED"
                 ),
                 &[],
@@ -326,7 +339,7 @@ impl PostgresStore {
             });
         }
         tx.execute(
-            &format!("DELETE FROM nodes WHERE heartbeat_at < {DB_NOW} - $1"),
+            &format!("DELETE FROM nodes WHERE heartbeat_at < {DB_NOW_MS} - $1"),
             &[&FORGET_NODE_MS],
         )
         .await?;

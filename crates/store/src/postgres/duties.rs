@@ -6,12 +6,13 @@
 
 use deadpool_postgres::Object;
 use strictpy_types::JobStatus;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{execute, insert, query_jobs, security};
+use super::{Claim, DB_NOW_MS, execute, query_jobs, security};
 use crate::cluster::lock_class;
 use crate::crypto::Keyring;
-use crate::rows::{COLUMNS, final_statuses, parse_id};
+use crate::rows::{self, COLUMNS, final_statuses, new_callback, parse_id, seal_json, to_json};
 use crate::{Created, JobCap, LockoutRule, NewJob, StoreError, TokenRecord};
 
 /// The migration these need, appended to the store's list: who holds each
@@ -34,10 +35,6 @@ pub(super) const MIGRATION: &str = r#"
         ip TEXT PRIMARY KEY,
         until BIGINT NOT NULL
     );"#;
-
-/// The database's clock in Unix milliseconds: leases written by one node
-/// and read by another compare times of one clock, not two.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
 
 /// A transaction opened with `BEGIN` on a pooled connection, for statements
 /// that take the connection itself (the shared `insert`). If it is dropped
@@ -112,56 +109,122 @@ pub(super) async fn insert_first_token(
 
 /// See [`crate::JobStore::create_capped`]. The lock on the budget key
 /// serialises the count and the insert of that token's jobs on every node;
-/// under READ COMMITTED each count then sees every insert committed before
-/// it took the lock, so two nodes at once cannot both take the last place.
+/// under READ COMMITTED the insert's count then sees every insert committed
+/// before it took the lock, so two nodes at once cannot both take the last
+/// place.
+///
+/// With a `claim`, the job is inserted already claimed under it when no job
+/// is queued anywhere (so it passes none), and queued otherwise.
+///
+/// One round trip: `BEGIN`, the lock, the counting insert and `COMMIT` are
+/// pipelined (sent together; the server still runs them one after the
+/// other, so the insert's snapshot is taken after the lock is held). A
+/// replay of an accepted request is answered even at the cap, by the read
+/// after an insert that inserted nothing.
 pub(super) async fn create_capped(
     client: Object,
     keys: &Keyring,
     job: NewJob,
     cap: &JobCap,
+    claim: Option<&Claim<'_>>,
 ) -> Result<Option<Created>, StoreError> {
-    let tx = ManualTx::begin(client).await?;
-    let c = tx.client()?;
-    lock(c, lock_class::JOB_CAP, &cap.budget_key).await?;
-    let stmt = c
-        .prepare_cached(
-            "SELECT count(*) FROM jobs
-             WHERE status IN ($2, $3)
-               AND token_id = ANY(ARRAY(SELECT id FROM tokens WHERE parent_id = $1) || $1::TEXT)",
-        )
+    let id = job.id.to_string();
+    let callback = new_callback(&job);
+    let spec = seal_json(keys, "spec", &id, &job.spec)?;
+    let callback_json = callback.as_ref().map(to_json).transpose()?;
+    let lock = client
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .await?;
-    let active: i64 = c
-        .query_one(
-            &stmt,
-            &[
-                &cap.budget_key,
-                &JobStatus::Queued.as_str(),
-                &JobStatus::Running.as_str(),
-            ],
-        )
-        .await?
-        .try_get(0)?;
-    if active >= i64::from(cap.limit) {
-        // A replay of an accepted request is answered even at the cap.
-        let existing = match &job.idempotency_key {
-            Some(key) => query_jobs(
-                c,
-                keys,
-                &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"),
-                &[&job.tenant, key],
-            )
-            .await?
-            .into_iter()
-            .next()
-            .map(Created::Existing),
-            None => None,
-        };
-        tx.finish(false).await?;
-        return Ok(existing);
+    let insert = client
+        .prepare_cached(&format!(
+            "WITH active AS (
+                 SELECT count(*) AS n FROM jobs
+                 WHERE status IN ('queued', 'running')
+                   AND token_id = ANY(ARRAY(SELECT id FROM tokens WHERE parent_id = $9) || $9::TEXT)
+             ), placed AS (
+                 SELECT CASE WHEN $11::BOOLEAN
+                                  AND NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued')
+                             THEN 'running' ELSE 'queued' END AS status
+             )
+             INSERT INTO jobs (id, tenant, idempotency_key, request_hash, status, created_at,
+                               spec, callback, token_id, started_at, lease_owner,
+                               lease_expires_at, attempts)
+             SELECT $1, $2, $3, $4, p.status, $5, $6, $7, $8,
+                    CASE WHEN p.status = 'running' THEN $12::BIGINT END,
+                    CASE WHEN p.status = 'running' THEN $13::TEXT END,
+                    CASE WHEN p.status = 'running' THEN {DB_NOW_MS} + $14::BIGINT END,
+                    CASE WHEN p.status = 'running' THEN 1 ELSE 0 END
+             FROM active a, placed p
+             WHERE a.n < $10
+             ON CONFLICT (tenant, idempotency_key) DO NOTHING
+             RETURNING status"
+        ))
+        .await?;
+    let limit = i64::from(cap.limit);
+    let claimed = claim.is_some();
+    let (started_at, node, lease_ms) = match claim {
+        Some(c) => (Some(c.started_at), Some(c.node), Some(c.lease_ms)),
+        None => (None, None, None),
+    };
+    let class = lock_class::JOB_CAP;
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&class, &cap.budget_key];
+    let insert_params: [&(dyn ToSql + Sync); 14] = [
+        &id,
+        &job.tenant,
+        &job.idempotency_key,
+        &job.request_hash,
+        &job.created_at,
+        &spec,
+        &callback_json,
+        &job.token_id,
+        &cap.budget_key,
+        &limit,
+        &claimed,
+        &started_at,
+        &node,
+        &lease_ms,
+    ];
+    let (began, locked, inserted, committed) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock, &lock_params),
+        client.query(&insert, &insert_params),
+        client.batch_execute("COMMIT"),
+    );
+    let inserted = match began
+        .and(locked.map(drop))
+        .and(inserted)
+        .and_then(|rows| committed.map(|()| rows))
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Whatever state the pipeline left it in, this connection is
+            // not given back to the pool: closed, the server rolls back.
+            drop(Object::take(client));
+            return Err(e.into());
+        }
+    };
+    if let Some(row) = inserted.first() {
+        let status: String = row.try_get(0)?;
+        let started_at = started_at.filter(|_| status == JobStatus::Running.as_str());
+        return Ok(Some(Created::New(rows::new_record(
+            job, callback, started_at,
+        ))));
     }
-    let created = insert(c, keys, job).await?;
-    tx.finish(true).await?;
-    Ok(Some(created))
+    // Nothing inserted: the tenant has a job under this key (committed:
+    // ON CONFLICT waited for its transaction), or the token is at its cap.
+    let Some(key) = &job.idempotency_key else {
+        return Ok(None);
+    };
+    Ok(query_jobs(
+        &client,
+        keys,
+        &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"),
+        &[&job.tenant, key],
+    )
+    .await?
+    .into_iter()
+    .next()
+    .map(Created::Existing))
 }
 
 /// See [`crate::JobStore::claim_callback`].
