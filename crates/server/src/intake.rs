@@ -274,6 +274,7 @@ pub async fn submit(
     };
     let created = created.inspect_err(|_| not_new())?;
     let Some(created) = created else {
+        not_new();
         return Err(crate::auth::refused(
             state,
             crate::limits::Refusal::TooManyJobs { limit: cap },

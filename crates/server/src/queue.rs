@@ -71,7 +71,8 @@ pub struct DbQueue {
 /// and the jobs their requests inserted already claimed for them.
 #[derive(Debug, Default)]
 struct Local {
-    /// Workers in [`DbQueue::claim`] that are neither claiming nor running.
+    /// Workers in [`DbQueue::claim`] (waiting, or claiming), not running
+    /// a job.
     idle: usize,
     /// Idle workers promised to requests that are still inserting.
     promised: usize,
@@ -252,13 +253,12 @@ impl DbQueue {
                 }
                 // Every idle worker promised to a job being inserted: this
                 // one waits for its hand-off (or for the promise to be given
-                // back) rather than claiming. A claiming worker is not idle:
-                // no request counts on it.
-                let all_promised = local.idle <= local.promised;
-                if !all_promised {
-                    local.idle -= 1;
-                }
-                all_promised
+                // back) rather than claiming. A claiming worker still counts
+                // as idle: a request that arrives during the claim's round
+                // trip is promised it, and should the claim find a job
+                // (queued before, so it goes first) the hand-off waits for
+                // the next worker free, as a queued job would.
+                local.idle <= local.promised
             };
             if all_promised {
                 let _ = tokio::time::timeout(self.poll, woken).await;
@@ -266,6 +266,7 @@ impl DbQueue {
             }
             match self.store.claim(&self.node, self.lease_ms, now_ms()).await {
                 Ok(Some(record)) => {
+                    self.local().idle -= 1;
                     state.running_jobs().insert(record.id, running.clone());
                     // There may be more: let another idle worker look.
                     self.wake.notify_one();
@@ -280,7 +281,6 @@ impl DbQueue {
                     }
                 }
             }
-            self.local().idle += 1;
             let _ = tokio::time::timeout(self.poll, woken).await;
         }
     }

@@ -280,8 +280,10 @@ async fn cancel_wait_and_idempotency_across_two_nodes() {
 /// A `wait: true` job that reaches a node with an idle worker, and nothing
 /// queued anywhere, is inserted already claimed by that node and handed to
 /// the worker: it runs where it arrived, under that node's lease, with one
-/// attempt, and the node counts the hand-off. With the node's one worker
-/// busy, the job is queued and the other node claims it, as before.
+/// attempt, and the node counts the hand-off. Refused at its token's cap,
+/// it gives the promised worker back and leaves nothing counted running.
+/// With the node's one worker busy, the job is queued and the other node
+/// claims it, as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_job_runs_on_the_idle_node_it_reached_without_a_claim() {
     let Some(cluster) = Cluster::start(spec(2, 1).env("STRICTPY_CLUSTER__POLL_MS", "60000")) else {
@@ -325,18 +327,75 @@ async fn a_waiting_job_runs_on_the_idle_node_it_reached_without_a_claim() {
         0
     );
 
-    // Node 0's worker busy: its waiting job is queued, and node 1 runs it.
-    let spinner = cluster
-        .submit(
-            0,
-            &json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30_000}}),
-        )
+    // A token allowed one job at a time, its one job spinning on one node.
+    let body = json!({
+        "tenant": "default",
+        "scopes": ["jobs:write", "jobs:read"],
+        "name": "one at a time",
+        "rate_limit": {"concurrent_jobs": 1},
+    });
+    let reply = cluster
+        .request(0, Method::POST, "/v1/tokens", Some(&body))
         .await;
-    let spinner = id_of(&spinner);
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let capped = reply.json["token"].as_str().expect("token").to_owned();
+    let spin = json!({"code": "while True:\n    pass", "limits": {"timeout_ms": 30_000}});
+    let reply = cluster.submit_as(0, &capped, &spin).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let spinner = id_of(&reply.json);
     cluster
         .until(0, &spinner, |j| j["status"] == "running")
         .await;
     let busy = usize::from(owner(&cluster, &spinner) != ids[0]);
+    let free = 1 - busy;
+
+    // Its next waiting job, at the idle node, is refused at the cap: the
+    // promised worker goes back, and nothing stays counted as running.
+    let reply = cluster
+        .submit_as(free, &capped, &json!({"code": "print(2)", "wait": true}))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.json["error"]["code"], "too_many_jobs",
+        "{}",
+        reply.text
+    );
+    let node = |view: &serde_json::Value| {
+        view["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == ids[free].as_str()))
+            .cloned()
+            .unwrap_or_else(|| panic!("node {free} is listed: {view}"))
+    };
+    let before = node(
+        &cluster
+            .request(free, Method::GET, "/v1/cluster", None)
+            .await
+            .json,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let now = node(
+            &cluster
+                .request(free, Method::GET, "/v1/cluster", None)
+                .await
+                .json,
+        );
+        if now["heartbeat_at"] != before["heartbeat_at"] {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after["busy"], 0, "{after}");
+
+    // The busy node's waiting job is queued, and the idle node (its worker
+    // free again) runs it.
     let reply = cluster
         .submit_as(
             busy,
@@ -345,8 +404,12 @@ async fn a_waiting_job_runs_on_the_idle_node_it_reached_without_a_claim() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    assert_eq!(owner(&cluster, &id_of(&reply.json)), ids[1 - busy]);
-    assert_eq!(handed_off(busy).await, 3, "nothing handed to a busy node");
+    assert_eq!(owner(&cluster, &id_of(&reply.json)), ids[free]);
+    assert_eq!(
+        (handed_off(busy).await, handed_off(free).await),
+        (3, 3),
+        "nothing handed off to a busy node, nor past the cap"
+    );
     let reply = cluster
         .request(busy, Method::DELETE, &format!("/v1/jobs/{spinner}"), None)
         .await;
