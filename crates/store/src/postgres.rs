@@ -422,18 +422,27 @@ async fn insert(client: &Object, keys: &Keyring, job: NewJob) -> Result<Created,
     }
     // The conflicting row is committed: ON CONFLICT waited for its
     // transaction, and this next statement sees it.
-    let existing = query_jobs(
+    job_by_key(client, keys, &job.tenant, job.idempotency_key.as_deref())
+        .await?
+        .map(Created::Existing)
+        .ok_or_else(|| rows::no_holder_of_key(&id))
+}
+
+/// The tenant's job under idempotency key `key`, if it has one.
+async fn job_by_key(
+    client: &Object,
+    keys: &Keyring,
+    tenant: &str,
+    key: Option<&str>,
+) -> Result<Option<JobRecord>, StoreError> {
+    let jobs = query_jobs(
         client,
         keys,
         &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"),
-        &[&job.tenant, &job.idempotency_key],
+        &[&tenant, &key],
     )
     .await?;
-    existing
-        .into_iter()
-        .next()
-        .map(Created::Existing)
-        .ok_or_else(|| rows::no_holder_of_key(&id))
+    Ok(jobs.into_iter().next())
 }
 
 impl JobStore for PostgresStore {

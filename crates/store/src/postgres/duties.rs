@@ -9,10 +9,10 @@ use strictpy_types::JobStatus;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{Claim, DB_NOW_MS, execute, query_jobs, security};
+use super::{Claim, DB_NOW_MS, execute, job_by_key, security};
 use crate::cluster::lock_class;
 use crate::crypto::Keyring;
-use crate::rows::{self, COLUMNS, final_statuses, new_callback, parse_id, seal_json, to_json};
+use crate::rows::{self, final_statuses, new_callback, parse_id, seal_json, to_json};
 use crate::{Created, JobCap, LockoutRule, NewJob, StoreError, TokenRecord};
 
 /// The migration these need, appended to the store's list: who holds each
@@ -37,7 +37,7 @@ pub(super) const MIGRATION: &str = r#"
     );"#;
 
 /// A transaction opened with `BEGIN` on a pooled connection, for statements
-/// that take the connection itself (the shared `insert`). If it is dropped
+/// that take the connection itself (the first token's check and insert). If it is dropped
 /// before [`ManualTx::finish`] (an error, or a request whose future was
 /// dropped), the connection is detached from the pool and closed, so the
 /// server rolls back and no pooled connection stays inside a transaction.
@@ -79,14 +79,12 @@ impl Drop for ManualTx {
     }
 }
 
+/// A transaction-level advisory lock of class `$1` on instance `$2`.
+const LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+
 /// Takes a transaction-level advisory lock of `class` on `instance`.
 async fn lock(client: &Object, class: i32, instance: &str) -> Result<(), StoreError> {
-    execute(
-        client,
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&class, &instance],
-    )
-    .await?;
+    execute(client, LOCK, &[&class, &instance]).await?;
     Ok(())
 }
 
@@ -132,9 +130,7 @@ pub(super) async fn create_capped(
     let callback = new_callback(&job);
     let spec = seal_json(keys, "spec", &id, &job.spec)?;
     let callback_json = callback.as_ref().map(to_json).transpose()?;
-    let lock = client
-        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .await?;
+    let lock = client.prepare_cached(LOCK).await?;
     let insert = client
         .prepare_cached(&format!(
             "WITH active AS (
@@ -215,16 +211,9 @@ pub(super) async fn create_capped(
     let Some(key) = &job.idempotency_key else {
         return Ok(None);
     };
-    Ok(query_jobs(
-        &client,
-        keys,
-        &format!("SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"),
-        &[&job.tenant, key],
-    )
-    .await?
-    .into_iter()
-    .next()
-    .map(Created::Existing))
+    Ok(job_by_key(&client, keys, &job.tenant, Some(key))
+        .await?
+        .map(Created::Existing))
 }
 
 /// See [`crate::JobStore::claim_callback`].
@@ -304,11 +293,7 @@ pub(super) async fn record_auth_failure(
     rule: LockoutRule,
 ) -> Result<Option<i64>, StoreError> {
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&lock_class::LOCKOUT, &ip],
-    )
-    .await?;
+    tx.execute(LOCK, &[&lock_class::LOCKOUT, &ip]).await?;
     let since = at.saturating_sub(rule.window_ms);
     tx.execute(
         "DELETE FROM auth_failures WHERE ip = $1 AND at < $2",
